@@ -1,0 +1,157 @@
+// Command moat is an OCI runtime that runs every container in its own user
+// namespace. Its command line is runc's, because dockerd and containerd's
+// shim drive it exactly like runc. This package only parses flags and
+// prints; the decisions live in package runtime.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/opencontainers/runc/libcontainer"
+	_ "github.com/opencontainers/runc/libcontainer/nsenter"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sirupsen/logrus"
+	"github.com/urfave/cli/v2"
+
+	// Docker always sends device rules; this registers their cgroup manager.
+	_ "github.com/opencontainers/cgroups/devices"
+
+	"github.com/moatrt/moat/runtime"
+)
+
+// Set at build time by the Makefile.
+var (
+	version   = "0.1.0-dev"
+	gitCommit = ""
+)
+
+func init() {
+	// libcontainer re-executes this binary as `moat init` inside the new
+	// namespaces; that must happen before any flag parsing.
+	if len(os.Args) > 1 && os.Args[1] == "init" {
+		libcontainer.Init()
+	}
+}
+
+func main() {
+	app := newApp()
+	if err := app.Run(os.Args); err != nil {
+		fatal(err, exitCode(err))
+	}
+}
+
+func newApp() *cli.App {
+	cli.VersionPrinter = func(c *cli.Context) {
+		fmt.Fprintf(c.App.Writer, "moat version %s\n", version)
+		if gitCommit != "" {
+			fmt.Fprintf(c.App.Writer, "commit: %s\n", gitCommit)
+		}
+		fmt.Fprintf(c.App.Writer, "spec: %s\n", specs.Version)
+	}
+	return &cli.App{
+		Name:    "moat",
+		Usage:   "OCI runtime that gives every container its own user namespace and ID range",
+		Version: version,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "debug", Usage: "enable debug logging"},
+			&cli.StringFlag{Name: "log", Usage: "log file (default: stderr)"},
+			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json"},
+			&cli.StringFlag{Name: "root", Value: runtime.DefaultRoot, Usage: "directory for container state (on tmpfs)"},
+			&cli.BoolFlag{Name: "systemd-cgroup", Usage: "use systemd to manage cgroups"},
+			&cli.StringFlag{Name: "rootless", Value: "auto", Hidden: true, Usage: "accepted for runc compatibility; moat runs as root"},
+			&cli.StringFlag{Name: "criu", Hidden: true, Usage: "accepted for runc compatibility; checkpoint is not supported"},
+		},
+		Before: configureLogging,
+		Commands: []*cli.Command{
+			createCommand, startCommand, runCommand, execCommand, killCommand,
+			deleteCommand, stateCommand, listCommand, psCommand, pauseCommand,
+			resumeCommand, updateCommand, eventsCommand, featuresCommand, specCommand, idsCommand,
+		},
+		ExitErrHandler: func(*cli.Context, error) {}, // main reports errors
+	}
+}
+
+// configureLogging sets up logrus the way containerd's shim reads it: JSON
+// lines in --log, the last error line being the message it shows.
+func configureLogging(c *cli.Context) error {
+	if c.Bool("debug") {
+		logrus.SetLevel(logrus.DebugLevel)
+	}
+	switch f := c.String("log-format"); f {
+	case "", "text":
+		logrus.SetFormatter(&logrus.TextFormatter{})
+	case "json":
+		logrus.SetFormatter(&logrus.JSONFormatter{})
+	default:
+		return fmt.Errorf("invalid --log-format %q: use text or json", f)
+	}
+	if path := c.String("log"); path != "" {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND|os.O_SYNC, 0o644)
+		if err != nil {
+			return fmt.Errorf("open log file: %w", err)
+		}
+		logrus.SetOutput(f)
+	}
+	return nil
+}
+
+// newRuntime builds the runtime from the global flags.
+func newRuntime(c *cli.Context) (*runtime.Runtime, error) {
+	return runtime.New(runtime.Options{
+		Root:          c.String("root"),
+		SystemdCgroup: c.Bool("systemd-cgroup"),
+	})
+}
+
+// exitError carries a specific exit status (an exec that failed: 255).
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+func (e exitError) Unwrap() error { return e.err }
+
+func exitCode(err error) int {
+	var ee exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return 1
+}
+
+// fatal logs err where the caller reads it and exits. The log line is what
+// the shim turns into "OCI runtime create failed: <msg>".
+func fatal(err error, code int) {
+	logrus.Error(err)
+	if logrus.StandardLogger().Out != os.Stderr {
+		fmt.Fprintln(os.Stderr, err)
+	}
+	os.Exit(code)
+}
+
+// args checks the positional arguments of a subcommand.
+func args(c *cli.Context, min, max int) error {
+	n := c.NArg()
+	if n < min || (max >= 0 && n > max) {
+		want := fmt.Sprintf("%d", min)
+		switch {
+		case max < 0:
+			want = fmt.Sprintf("at least %d", min)
+		case max != min:
+			want = fmt.Sprintf("%d to %d", min, max)
+		}
+		return fmt.Errorf("%s: expected %s argument(s), got %d (usage: moat %s %s)",
+			c.Command.Name, want, n, c.Command.Name, c.Command.ArgsUsage)
+	}
+	return nil
+}
+
+// printJSON writes v indented, as runc's state and list do.
+func printJSON(w io.Writer, v any) error {
+	return writeJSON(w, v, "  ")
+}
+

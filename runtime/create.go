@@ -1,0 +1,224 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/specconv"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/moatrt/moat/idmap"
+	"github.com/moatrt/moat/mounts"
+	"github.com/moatrt/moat/userns"
+)
+
+// CreateOpts describe a container to create from a bundle.
+type CreateOpts struct {
+	ID           string
+	Bundle       string
+	NoPivot      bool
+	NoNewKeyring bool
+	IO           IOOpts
+}
+
+var validID = regexp.MustCompile(`^[\w+\-.]+$`)
+
+func checkID(id string) error {
+	if id == "" {
+		return errors.New("container id cannot be empty")
+	}
+	if !validID.MatchString(id) || id == "." || id == ".." {
+		return fmt.Errorf("invalid container id %q: use letters, digits, '_', '+', '-' and '.'", id)
+	}
+	return nil
+}
+
+// undo collects the steps to roll back a failed create, run last-first.
+type undo []func()
+
+func (u *undo) add(f func()) { *u = append(*u, f) }
+
+func (u undo) run() {
+	for i := len(u) - 1; i >= 0; i-- {
+		u[i]()
+	}
+}
+
+// Create sets up a container and leaves its init waiting for Start.
+func (r *Runtime) Create(o CreateOpts) error {
+	o.IO.Detach = true
+	_, err := r.launch(o, false)
+	return err
+}
+
+// Run creates and starts a container. In the foreground it returns the
+// container's exit status and deletes it afterwards.
+func (r *Runtime) Run(o CreateOpts) (int, error) {
+	return r.launch(o, true)
+}
+
+func (r *Runtime) launch(o CreateOpts, run bool) (status int, retErr error) {
+	var rollback undo
+	defer func() {
+		if retErr != nil {
+			rollback.run()
+		}
+	}()
+	c, spec, err := r.prepare(o, &rollback)
+	if err != nil {
+		return -1, err
+	}
+	if err := checkTerminal(spec.Process.Terminal, o.IO); err != nil {
+		return -1, err
+	}
+	p, err := newProcess(spec.Process, true)
+	if err != nil {
+		return -1, err
+	}
+	if err := addPreservedFDs(p, o.IO.PreserveFDs); err != nil {
+		return -1, err
+	}
+	var sigs chan os.Signal
+	if run && !o.IO.Detach {
+		// Orphans inside the container reparent to us, so we can reap them.
+		_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+		sigs = notifySignals()
+	}
+	s, err := setupIO(p, spec.Process.Terminal, o.IO, int(spec.Linux.UIDMappings[0].HostID), int(spec.Linux.GIDMappings[0].HostID))
+	if err != nil {
+		return -1, err
+	}
+	defer s.close()
+	if run {
+		err = c.Run(p)
+	} else {
+		err = c.Start(p)
+	}
+	if err != nil {
+		return -1, err
+	}
+	if err := s.started(); err != nil {
+		_ = p.Signal(unix.SIGKILL)
+		_, _ = p.Wait()
+		return -1, err
+	}
+	if o.IO.PidFile != "" {
+		pid, _ := p.Pid()
+		if err := writePidFile(o.IO.PidFile, pid); err != nil {
+			_ = p.Signal(unix.SIGKILL)
+			_, _ = p.Wait()
+			return -1, err
+		}
+	}
+	if o.IO.Detach {
+		return 0, nil
+	}
+	status, err = forward(p, s, sigs)
+	if err != nil {
+		return -1, err
+	}
+	if err := r.Delete(o.ID, true); err != nil {
+		logrus.Warnf("delete %s after run: %v", o.ID, err)
+	}
+	return status, nil
+}
+
+func addPreservedFDs(p *libcontainer.Process, n int) error {
+	base := 3 + len(p.ExtraFiles)
+	for fd := base; fd < base+n; fd++ {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil {
+			return fmt.Errorf("preserved fd %d (of %d) is not open: %w", fd-base, n, err)
+		}
+		p.ExtraFiles = append(p.ExtraFiles, os.NewFile(uintptr(fd), fmt.Sprintf("preserved-fd-%d", fd)))
+	}
+	return nil
+}
+
+// prepare does everything up to an existing libcontainer container whose
+// init has not been started. Each step that leaves something behind adds its
+// undo to rollback.
+func (r *Runtime) prepare(o CreateOpts, rollback *undo) (*libcontainer.Container, *specs.Spec, error) {
+	if err := checkID(o.ID); err != nil {
+		return nil, nil, err
+	}
+	bundle, err := filepath.Abs(o.Bundle)
+	if err != nil {
+		return nil, nil, fmt.Errorf("bundle %s: %w", o.Bundle, err)
+	}
+	spec, err := LoadSpec(bundle)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := os.Stat(r.stateDir(o.ID)); err == nil {
+		return nil, nil, fmt.Errorf("container %s already exists", o.ID)
+	}
+
+	start, _ := userns.ProcessStart(os.Getpid())
+	owner := userns.Owner{Root: r.root, ID: o.ID, PID: os.Getpid(), PIDStart: start}
+	rng, err := r.ids.Allocate(owner, r.alive)
+	if err != nil {
+		return nil, nil, fmt.Errorf("allocate ids for %s: %w", o.ID, err)
+	}
+	rollback.add(func() {
+		if err := r.ids.Release(r.root, o.ID); err != nil {
+			logrus.Warnf("release ids of %s: %v", o.ID, err)
+		}
+	})
+	m := Mapping{UID: rng.UID, GID: rng.GID, Size: rng.Size}
+	logrus.Debugf("container %s: uid %d gid %d size %d", o.ID, m.UID, m.GID, m.Size)
+
+	applyUserns(spec, m, "")
+	idmapBinds(spec)
+	filterDevices(spec)
+
+	source := spec.Root.Path
+	if !filepath.IsAbs(source) {
+		source = filepath.Join(bundle, source)
+	}
+	target := r.rootfsTarget(o.ID)
+	rollback.add(func() {
+		if err := mounts.Teardown(target); err != nil {
+			logrus.Warnf("unmount rootfs of %s: %v", o.ID, err)
+		}
+	})
+	uids := []idmap.Mapping{{ContainerID: 0, HostID: m.UID, Size: m.Size}}
+	gids := []idmap.Mapping{{ContainerID: 0, HostID: m.GID, Size: m.Size}}
+	if err := mounts.Rootfs(source, target, uids, gids); err != nil {
+		return nil, nil, fmt.Errorf("rootfs %s: %w", source, err)
+	}
+	spec.Root.Path = target
+
+	// specconv resolves relative paths and records the bundle from the cwd.
+	if err := os.Chdir(bundle); err != nil {
+		return nil, nil, err
+	}
+	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
+		CgroupName:       o.ID,
+		UseSystemdCgroup: r.systemdCgroup,
+		NoPivotRoot:      o.NoPivot,
+		NoNewKeyring:     o.NoNewKeyring,
+		Spec:             spec,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("convert spec: %w", err)
+	}
+	c, err := libcontainer.Create(r.root, o.ID, config)
+	if errors.Is(err, libcontainer.ErrExist) {
+		return nil, nil, fmt.Errorf("container %s already exists", o.ID)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	rollback.add(func() {
+		if err := c.Destroy(); err != nil {
+			logrus.Warnf("destroy %s: %v", o.ID, err)
+		}
+	})
+	return c, spec, nil
+}

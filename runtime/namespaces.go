@@ -1,0 +1,105 @@
+package runtime
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// isolatedNamespaces are the namespaces a container may never share with the
+// host: with them, its root could reach host processes, network, IPC or
+// hostname despite the user namespace. The names are docker's words.
+var isolatedNamespaces = []struct {
+	typ  specs.LinuxNamespaceType
+	proc string // name under /proc/<pid>/ns
+	word string
+}{
+	{specs.PIDNamespace, "pid", "pid"},
+	{specs.NetworkNamespace, "net", "network"},
+	{specs.IPCNamespace, "ipc", "ipc"},
+	{specs.UTSNamespace, "uts", "uts"},
+}
+
+// HostNamespaceError names every namespace a spec would share with the host.
+type HostNamespaceError struct{ Shared []string }
+
+func (e *HostNamespaceError) Error() string {
+	return fmt.Sprintf("moat containers can't share namespaces [%s] with the host (because they use the linux user-namespace for isolation)",
+		strings.Join(e.Shared, " "))
+}
+
+// checkHostNamespaces rejects a spec that omits one of the isolated
+// namespaces or names a path that is the host's own. Paths are compared by
+// the namespace's identity (device and inode), not by text: a bind-mounted
+// copy of the host's netns is still the host's.
+func checkHostNamespaces(spec *specs.Spec) error {
+	var shared []string
+	for _, ns := range isolatedNamespaces {
+		want, found := namespacePath(spec, ns.typ)
+		if !found {
+			shared = append(shared, ns.word)
+			continue
+		}
+		if want == "" {
+			continue
+		}
+		same, err := sameNamespace(want, "/proc/1/ns/"+ns.proc)
+		if err != nil {
+			return fmt.Errorf("%s namespace %s: %w", ns.word, want, err)
+		}
+		if same {
+			shared = append(shared, ns.word)
+		}
+	}
+	if len(shared) > 0 {
+		return &HostNamespaceError{Shared: shared}
+	}
+	return nil
+}
+
+func namespacePath(spec *specs.Spec, t specs.LinuxNamespaceType) (string, bool) {
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == t {
+			return ns.Path, true
+		}
+	}
+	return "", false
+}
+
+func sameNamespace(a, b string) (bool, error) {
+	var sa, sb unix.Stat_t
+	if err := unix.Stat(a, &sa); err != nil {
+		return false, err
+	}
+	if err := unix.Stat(b, &sb); err != nil {
+		return false, fmt.Errorf("read host namespace: %w", err)
+	}
+	return sa.Dev == sb.Dev && sa.Ino == sb.Ino, nil
+}
+
+// joinedUserns returns the user namespace of the container whose pid, net,
+// ipc or uts namespace the spec joins (docker's --network=container:X,
+// --pid=container:X, pods), so that the joiner lives in the same one. It
+// returns "" when the spec joins nothing.
+func joinedUserns(spec *specs.Spec) (string, error) {
+	for _, ns := range isolatedNamespaces {
+		p, _ := namespacePath(spec, ns.typ)
+		if p == "" {
+			continue
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return "", fmt.Errorf("open %s namespace %s: %w", ns.word, p, err)
+		}
+		fd, err := unix.IoctlRetInt(int(f.Fd()), unix.NS_GET_USERNS)
+		f.Close()
+		if err != nil {
+			return "", fmt.Errorf("owner of %s namespace %s: %w", ns.word, p, err)
+		}
+		return fmt.Sprintf("/proc/self/fd/%d", fd), nil
+	}
+	return "", nil
+}

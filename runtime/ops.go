@@ -1,0 +1,331 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/utils"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/moatrt/moat/mounts"
+	"github.com/moatrt/moat/userns"
+)
+
+// State is what `moat state` and `moat list` print, field for field what
+// runc prints, since containerd and docker parse it.
+type State struct {
+	Version        string            `json:"ociVersion"`
+	ID             string            `json:"id"`
+	InitProcessPid int               `json:"pid"`
+	Status         string            `json:"status"`
+	Bundle         string            `json:"bundle"`
+	Rootfs         string            `json:"rootfs"`
+	Created        time.Time         `json:"created"`
+	Annotations    map[string]string `json:"annotations,omitempty"`
+	Owner          string            `json:"owner"`
+}
+
+// Start runs the user process of a created container.
+func (r *Runtime) Start(id string) error {
+	c, err := r.load(id)
+	if err != nil {
+		return err
+	}
+	st, err := c.Status()
+	if err != nil {
+		return err
+	}
+	switch st {
+	case libcontainer.Created:
+		return c.Exec()
+	case libcontainer.Stopped:
+		return fmt.Errorf("cannot start container %s: it has stopped", id)
+	default:
+		return fmt.Errorf("cannot start container %s: it is %s, not created", id, st)
+	}
+}
+
+// ExecOpts describe a process to run in an existing container.
+type ExecOpts struct {
+	ID      string
+	Process *specs.Process
+	IO      IOOpts
+	// IgnorePaused allows exec into a paused container.
+	IgnorePaused bool
+}
+
+// Exec runs a further process in a running container. In the foreground it
+// returns the process's exit status.
+func (r *Runtime) Exec(o ExecOpts) (int, error) {
+	c, err := r.load(o.ID)
+	if err != nil {
+		return -1, err
+	}
+	if err := ValidateProcess(o.Process); err != nil {
+		return -1, err
+	}
+	st, err := c.Status()
+	if err != nil {
+		return -1, err
+	}
+	switch {
+	case st == libcontainer.Stopped:
+		return -1, fmt.Errorf("cannot exec in container %s: container not running", o.ID)
+	case st == libcontainer.Paused && !o.IgnorePaused:
+		return -1, fmt.Errorf("cannot exec in paused container %s (use --ignore-paused to override)", o.ID)
+	}
+	if err := checkTerminal(o.Process.Terminal, o.IO); err != nil {
+		return -1, err
+	}
+	p, err := newProcess(o.Process, false)
+	if err != nil {
+		return -1, err
+	}
+	if err := addPreservedFDs(p, o.IO.PreserveFDs); err != nil {
+		return -1, err
+	}
+	var sigs chan os.Signal
+	if !o.IO.Detach {
+		sigs = notifySignals()
+	}
+	cfg := c.Config()
+	uid, err := cfg.HostRootUID()
+	if err != nil {
+		return -1, err
+	}
+	gid, err := cfg.HostRootGID()
+	if err != nil {
+		return -1, err
+	}
+	s, err := setupIO(p, o.Process.Terminal, o.IO, uid, gid)
+	if err != nil {
+		return -1, err
+	}
+	defer s.close()
+	if err := c.Run(p); err != nil {
+		return -1, err
+	}
+	if err := s.started(); err != nil {
+		_ = p.Signal(unix.SIGKILL)
+		_, _ = p.Wait()
+		return -1, err
+	}
+	if o.IO.PidFile != "" {
+		pid, _ := p.Pid()
+		if err := writePidFile(o.IO.PidFile, pid); err != nil {
+			_ = p.Signal(unix.SIGKILL)
+			_, _ = p.Wait()
+			return -1, err
+		}
+	}
+	if o.IO.Detach {
+		return 0, nil
+	}
+	return forward(p, s, sigs)
+}
+
+// Kill sends sig to the container's init. With all, a stopped container is
+// not an error (the shim asks for --all on containers that may be gone).
+func (r *Runtime) Kill(id string, sig unix.Signal, all bool) error {
+	c, err := r.load(id)
+	if err != nil {
+		return err
+	}
+	err = c.Signal(sig)
+	if errors.Is(err, libcontainer.ErrNotRunning) {
+		if all {
+			return nil
+		}
+		return fmt.Errorf("cannot kill container %s: container not running", id)
+	}
+	return err
+}
+
+// Delete removes a container: its processes (with force), its libcontainer
+// state, its rootfs mounts and its ID range. What is already gone is skipped,
+// so delete also cleans up after a create that was killed midway.
+func (r *Runtime) Delete(id string, force bool) error {
+	if err := checkID(id); err != nil {
+		return err
+	}
+	c, err := libcontainer.Load(r.root, id)
+	switch {
+	case errors.Is(err, libcontainer.ErrNotExist):
+		// A half-created container may have left a state dir without state.
+		_ = os.RemoveAll(r.stateDir(id))
+		cleaned, cerr := r.release(id)
+		if cerr != nil {
+			return cerr
+		}
+		if force || cleaned {
+			return nil
+		}
+		return fmt.Errorf("container %s does not exist", id)
+	case err != nil:
+		return err
+	}
+	st, err := c.Status()
+	if err != nil {
+		return err
+	}
+	switch {
+	case force || st == libcontainer.Created:
+		if err := killAndDestroy(c); err != nil {
+			return err
+		}
+	case st == libcontainer.Stopped:
+		if err := c.Destroy(); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("cannot delete container %s that is not stopped: %s", id, st)
+	}
+	_, err = r.release(id)
+	return err
+}
+
+// release unmounts the rootfs and frees the ID range of id; it reports
+// whether there was anything to free.
+func (r *Runtime) release(id string) (bool, error) {
+	target := r.rootfsTarget(id)
+	_, statErr := os.Stat(target)
+	if err := mounts.Teardown(target); err != nil {
+		return false, fmt.Errorf("unmount rootfs of %s: %w", id, err)
+	}
+	_, held, err := r.ids.Get(r.root, id)
+	if err != nil {
+		return false, err
+	}
+	if err := r.ids.Release(r.root, id); err != nil {
+		return false, fmt.Errorf("release ids of %s: %w", id, err)
+	}
+	return held || statErr == nil, nil
+}
+
+func killAndDestroy(c *libcontainer.Container) error {
+	_ = c.Signal(unix.SIGKILL)
+	for i := 0; i < 100; i++ {
+		if err := c.Signal(unix.Signal(0)); err != nil {
+			return c.Destroy()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("container %s: init still running 10s after SIGKILL", c.ID())
+}
+
+// State reports one container.
+func (r *Runtime) State(id string) (*State, error) {
+	c, err := r.load(id)
+	if err != nil {
+		return nil, err
+	}
+	return containerState(c)
+}
+
+func containerState(c *libcontainer.Container) (*State, error) {
+	ls, err := c.State()
+	if err != nil {
+		return nil, err
+	}
+	st, err := c.Status()
+	if err != nil {
+		return nil, err
+	}
+	pid := ls.BaseState.InitProcessPid
+	if st == libcontainer.Stopped {
+		pid = 0
+	}
+	bundle, annotations := utils.Annotations(ls.Config.Labels)
+	return &State{
+		Version:        specs.Version,
+		ID:             ls.BaseState.ID,
+		InitProcessPid: pid,
+		Status:         st.String(),
+		Bundle:         bundle,
+		Rootfs:         ls.BaseState.Config.Rootfs,
+		Created:        ls.BaseState.Created,
+		Annotations:    annotations,
+		Owner:          "root",
+	}, nil
+}
+
+// List reports every container under the root.
+func (r *Runtime) List() ([]State, error) {
+	entries, err := os.ReadDir(r.root)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []State
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		c, err := libcontainer.Load(r.root, e.Name())
+		if err != nil {
+			logrus.Debugf("list: skip %s: %v", filepath.Join(r.root, e.Name()), err)
+			continue
+		}
+		st, err := containerState(c)
+		if err != nil {
+			logrus.Debugf("list: skip %s: %v", e.Name(), err)
+			continue
+		}
+		out = append(out, *st)
+	}
+	return out, nil
+}
+
+// Pids returns the host PIDs of the container's processes.
+func (r *Runtime) Pids(id string) ([]int, error) {
+	c, err := r.load(id)
+	if err != nil {
+		return nil, err
+	}
+	return c.Processes()
+}
+
+// Pause freezes the container.
+func (r *Runtime) Pause(id string) error {
+	c, err := r.load(id)
+	if err != nil {
+		return err
+	}
+	return c.Pause()
+}
+
+// Resume thaws the container.
+func (r *Runtime) Resume(id string) error {
+	c, err := r.load(id)
+	if err != nil {
+		return err
+	}
+	return c.Resume()
+}
+
+// Stats returns the container's cgroup statistics.
+func (r *Runtime) Stats(id string) (*libcontainer.Stats, error) {
+	c, err := r.load(id)
+	if err != nil {
+		return nil, err
+	}
+	return c.Stats()
+}
+
+// Container opens a container for callers that watch it (events).
+func (r *Runtime) Container(id string) (*libcontainer.Container, error) {
+	return r.load(id)
+}
+
+// Ranges lists the ID ranges held host-wide, by every state root.
+func (r *Runtime) Ranges() ([]userns.Range, error) {
+	return r.ids.List()
+}

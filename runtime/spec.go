@@ -1,0 +1,169 @@
+package runtime
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// LoadSpec reads and checks <bundle>/config.json. Its errors name the bundle
+// and say what is missing, because they reach the docker user verbatim.
+func LoadSpec(bundle string) (*specs.Spec, error) {
+	st, err := os.Stat(bundle)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("bundle %s does not exist", bundle)
+	case err != nil:
+		return nil, fmt.Errorf("bundle %s: %w", bundle, err)
+	case !st.IsDir():
+		return nil, fmt.Errorf("bundle %s is not a directory", bundle)
+	}
+	path := filepath.Join(bundle, "config.json")
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("bundle %s has no config.json: create one with 'moat spec'", bundle)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	var spec specs.Spec
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&spec); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", path, describeJSONError(data, err))
+	}
+	if err := ValidateSpec(&spec); err != nil {
+		return nil, fmt.Errorf("invalid %s: %w", path, err)
+	}
+	return &spec, nil
+}
+
+// describeJSONError adds the line of a syntax or type error, which
+// encoding/json only reports as a byte offset.
+func describeJSONError(data []byte, err error) error {
+	var off int64
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		off = syn.Offset
+	case errors.As(err, &typ):
+		off = typ.Offset
+	default:
+		return err
+	}
+	line := 1 + bytes.Count(data[:min(int(off), len(data))], []byte("\n"))
+	return fmt.Errorf("line %d: %w", line, err)
+}
+
+// ValidateSpec checks the fields moat needs before it touches anything.
+func ValidateSpec(spec *specs.Spec) error {
+	if spec.Root == nil || spec.Root.Path == "" {
+		return errors.New("root.path is required")
+	}
+	if spec.Linux == nil {
+		return errors.New("the linux section is required")
+	}
+	return ValidateProcess(spec.Process)
+}
+
+// ValidateProcess checks a process given to create, run or exec.
+func ValidateProcess(p *specs.Process) error {
+	switch {
+	case p == nil:
+		return errors.New("process is required")
+	case len(p.Args) == 0:
+		return errors.New("process.args must not be empty")
+	case p.Cwd == "":
+		return errors.New("process.cwd is required")
+	case !filepath.IsAbs(p.Cwd):
+		return fmt.Errorf("process.cwd %q must be an absolute path", p.Cwd)
+	}
+	return nil
+}
+
+// Mapping is the container's single ID range: container IDs 0..Size-1 map
+// to host UID..UID+Size-1 and GID..GID+Size-1.
+type Mapping struct {
+	UID, GID, Size uint32
+}
+
+// applyUserns puts the container into a user namespace of its own with the
+// given mapping. Whatever the caller asked for (--userns=host, its own
+// mappings, a path to another namespace) is overridden: the mapping is the
+// isolation boundary and not the caller's to choose.
+func applyUserns(spec *specs.Spec, m Mapping, joinUserns string) {
+	nss := spec.Linux.Namespaces[:0]
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type != specs.UserNamespace {
+			nss = append(nss, ns)
+		}
+	}
+	spec.Linux.Namespaces = append(nss, specs.LinuxNamespace{Type: specs.UserNamespace, Path: joinUserns})
+	spec.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: m.UID, Size: m.Size}}
+	spec.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: m.GID, Size: m.Size}}
+	ensureNamespace(spec, specs.CgroupNamespace)
+}
+
+func ensureNamespace(spec *specs.Spec, t specs.LinuxNamespaceType) {
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == t {
+			return
+		}
+	}
+	spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: t})
+}
+
+// idmapBinds makes every bind mount ID-mapped with the container's mapping,
+// so host files owned by 0 are the container root's, and files the container
+// root writes land on disk as 0, whatever range the container got.
+func idmapBinds(spec *specs.Spec) {
+	for i := range spec.Mounts {
+		m := &spec.Mounts[i]
+		if !isBind(m) || m.UIDMappings != nil || m.GIDMappings != nil {
+			continue
+		}
+		opt := "idmap"
+		if hasOption(m.Options, "rbind") {
+			opt = "ridmap"
+		}
+		m.Options = append(m.Options, opt)
+	}
+}
+
+func isBind(m *specs.Mount) bool {
+	return m.Type == "bind" || hasOption(m.Options, "bind") || hasOption(m.Options, "rbind")
+}
+
+func hasOption(opts []string, want string) bool {
+	for _, o := range opts {
+		if o == want {
+			return true
+		}
+	}
+	return false
+}
+
+// safeDevices are the device nodes a container may have from the host. A
+// privileged container's request for every host device is cut down to these:
+// in its user namespace it could not use a host disk safely anyway, and
+// exposing one would let it bypass the ID-mapped rootfs.
+var safeDevices = map[string]bool{
+	"/dev/null": true, "/dev/zero": true, "/dev/full": true,
+	"/dev/random": true, "/dev/urandom": true, "/dev/tty": true,
+	"/dev/fuse": true, "/dev/net/tun": true,
+}
+
+func filterDevices(spec *specs.Spec) {
+	devs := spec.Linux.Devices[:0]
+	for _, d := range spec.Linux.Devices {
+		if safeDevices[d.Path] {
+			devs = append(devs, d)
+		}
+	}
+	spec.Linux.Devices = devs
+}

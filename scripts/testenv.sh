@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Runs a command with containerd and dockerd up and moat registered as a
+# docker runtime. Daemons that were not running are started here and stopped
+# (by their PID) when the command ends, whatever its result.
+set -euo pipefail
+MOAT=${MOAT:-/usr/local/bin/moat}
+DOCKER=${DOCKER:-/usr/bin/docker}
+logdir=${MOAT_TEST_LOGS:-/tmp/moat-test-logs}
+mkdir -p "$logdir"
+started=()
+
+stop_started() {
+  local pid
+  for pid in "${started[@]}"; do
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  done
+}
+trap stop_started EXIT
+
+wait_for() { # what, command...
+  local what=$1; shift
+  for _ in $(seq 150); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
+  echo "$what did not come up; see $logdir" >&2
+  return 1
+}
+
+if ! ctr version >/dev/null 2>&1; then
+  containerd >"$logdir/containerd.log" 2>&1 &
+  started+=($!)
+  wait_for containerd ctr version
+fi
+
+# Register moat with dockerd (merging into an existing daemon.json).
+conf=/etc/docker/daemon.json
+mkdir -p /etc/docker
+[ -s "$conf" ] || echo '{}' >"$conf"
+if [ "$(jq -r '.runtimes.moat.path // empty' "$conf")" != "$MOAT" ]; then
+  jq --arg p "$MOAT" '.runtimes.moat = {path: $p}' "$conf" >"$conf.tmp" && mv "$conf.tmp" "$conf"
+  reload=1
+fi
+if ! "$DOCKER" info >/dev/null 2>&1; then
+  dockerd --containerd=/run/containerd/containerd.sock >"$logdir/dockerd.log" 2>&1 &
+  started+=($!)
+  wait_for dockerd "$DOCKER" info
+elif [ -n "${reload:-}" ]; then
+  kill -HUP "$(cat /var/run/docker.pid)"
+  wait_for "dockerd reload" bash -c "'$DOCKER' info 2>/dev/null | grep -q moat"
+fi
+
+# The test image: Debian's static busybox, since no registry is reachable.
+if ! "$DOCKER" image inspect moat-test/busybox >/dev/null 2>&1; then
+  rootfs=$(mktemp -d)
+  scripts/mkrootfs.sh "$rootfs"
+  tar -C "$rootfs" -c . | "$DOCKER" import -c 'CMD ["/bin/sh"]' - moat-test/busybox >/dev/null
+  rm -rf "$rootfs"
+fi
+
+"$@"

@@ -1,0 +1,213 @@
+// Package test holds moat's integration tests. They drive the installed moat
+// binary directly, through dockerd (moat registered as a runtime) and through
+// containerd's runc v2 shim. Run them with `make integration`, which starts
+// the daemons that are not running.
+package test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var (
+	moatBin   = envOr("MOAT", "/usr/local/bin/moat")
+	dockerBin = envOr("DOCKER", "/usr/bin/docker")
+	image     = envOr("MOAT_TEST_IMAGE", "moat-test/busybox")
+)
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// result is what a command printed and how it ended.
+type result struct {
+	stdout, stderr string
+	code           int
+	err            error
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d (%v)\nstdout: %s\nstderr: %s", r.code, r.err, r.stdout, r.stderr)
+}
+
+// run runs a command with a deadline; it never fails the test itself.
+func run(stdin string, name string, args ...string) result {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		code = -1
+	}
+	return result{stdout: out.String(), stderr: errb.String(), code: code, err: err}
+}
+
+// must runs a command that has to succeed and returns its trimmed stdout.
+func must(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	r := run("", name, args...)
+	if r.err != nil {
+		t.Fatalf("%s %s: %s", name, strings.Join(args, " "), r)
+	}
+	return strings.TrimSpace(r.stdout)
+}
+
+func docker(args ...string) result { return run("", dockerBin, args...) }
+
+func mustDocker(t *testing.T, args ...string) string {
+	t.Helper()
+	return must(t, dockerBin, args...)
+}
+
+func randomID() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// name returns a container name unique to this test, removed when it ends.
+func name(t *testing.T) string {
+	t.Helper()
+	n := "moat-it-" + randomID()
+	t.Cleanup(func() { docker("rm", "-f", "-v", n) })
+	return n
+}
+
+// dockerRun starts a detached moat container running args and returns its
+// name.
+func dockerRun(t *testing.T, opts []string, args ...string) string {
+	t.Helper()
+	n := name(t)
+	all := append([]string{"run", "-d", "--runtime", "moat", "--name", n}, opts...)
+	all = append(all, image)
+	all = append(all, args...)
+	mustDocker(t, all...)
+	return n
+}
+
+// uidMap reads /proc/self/uid_map of a command run by docker exec, folded
+// to single spaces.
+func uidMap(t *testing.T, container, file string) string {
+	t.Helper()
+	return strings.Join(strings.Fields(mustDocker(t, "exec", container, "cat", file)), " ")
+}
+
+// idRange is one line of `moat ids`.
+type idRange struct {
+	root, id string
+	uid, gid uint32
+}
+
+// allocations lists the ID ranges moat holds host-wide.
+func allocations(t *testing.T) []idRange {
+	t.Helper()
+	out := must(t, moatBin, "ids", "--format", "table")
+	var rs []idRange
+	for _, l := range strings.Split(out, "\n")[1:] {
+		f := strings.Fields(l)
+		if len(f) < 5 {
+			continue
+		}
+		var r idRange
+		r.root, r.id = f[0], f[1]
+		fmt.Sscan(f[2], &r.uid)
+		fmt.Sscan(f[3], &r.gid)
+		rs = append(rs, r)
+	}
+	return rs
+}
+
+// moatMounts lists mount points moat made (its rootfs mounts and anything
+// under them).
+func moatMounts(t *testing.T) []string {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ms []string
+	for _, l := range strings.Split(string(data), "\n") {
+		f := strings.Fields(l)
+		if len(f) > 4 && strings.HasPrefix(f[4], "/run/moat-mounts/") {
+			ms = append(ms, f[4])
+		}
+	}
+	return ms
+}
+
+// snapshot is what moat holds on the host; a test that creates nothing
+// must leave it unchanged.
+type snapshot struct {
+	ranges, mounts, states string
+}
+
+func takeSnapshot(t *testing.T, root string) snapshot {
+	t.Helper()
+	var ids []string
+	for _, r := range allocations(t) {
+		ids = append(ids, fmt.Sprintf("%s/%s=%d", r.root, r.id, r.uid))
+	}
+	var states []string
+	if es, err := os.ReadDir(root); err == nil {
+		for _, e := range es {
+			states = append(states, e.Name())
+		}
+	}
+	return snapshot{
+		ranges: strings.Join(ids, ","),
+		mounts: strings.Join(moatMounts(t), ","),
+		states: strings.Join(states, ","),
+	}
+}
+
+// bundle makes a busybox bundle whose process runs args; edit may change
+// the config before it is written.
+func bundle(t *testing.T, args ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	must(t, "../scripts/mkrootfs.sh", filepath.Join(dir, "rootfs"))
+	r := run("", moatBin, "spec", "--bundle", dir)
+	if r.err != nil {
+		t.Fatalf("moat spec: %s", r)
+	}
+	cfg := filepath.Join(dir, "config.json")
+	argv := `["` + strings.Join(args, `","`) + `"]`
+	must(t, "sh", "-c", fmt.Sprintf(`jq '.process.terminal=false | .process.args=%s' %s > %s.new && mv %s.new %s`, argv, cfg, cfg, cfg, cfg))
+	return dir
+}
+
+// moatRoot is a state root of the test's own, so tests never see the
+// daemons' containers; it is cleaned of containers when the test ends.
+func moatRoot(t *testing.T) string {
+	t.Helper()
+	root := filepath.Join("/run/moat-it", randomID())
+	t.Cleanup(func() {
+		if es, err := os.ReadDir(root); err == nil {
+			for _, e := range es {
+				run("", moatBin, "--root", root, "delete", "--force", e.Name())
+			}
+		}
+		os.RemoveAll(root)
+	})
+	return root
+}
