@@ -107,6 +107,29 @@ func applyUserns(spec *specs.Spec, m Mapping, joinUserns string) {
 	spec.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: m.UID, Size: m.Size}}
 	spec.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: m.GID, Size: m.Size}}
 	ensureNamespace(spec, specs.CgroupNamespace)
+	clampPingGroupRange(spec, m.Size)
+}
+
+// clampPingGroupRange keeps net.ipv4.ping_group_range inside the mapped
+// groups: docker asks for "0 2147483647", which the kernel refuses in a user
+// namespace where only Size groups exist.
+func clampPingGroupRange(spec *specs.Spec, size uint32) {
+	const key = "net.ipv4.ping_group_range"
+	v, ok := spec.Linux.Sysctl[key]
+	if !ok {
+		return
+	}
+	var lo, hi uint64
+	if _, err := fmt.Sscan(v, &lo, &hi); err != nil {
+		return // let the kernel report it
+	}
+	if hi > uint64(size-1) {
+		hi = uint64(size - 1)
+	}
+	if lo > hi {
+		lo = hi
+	}
+	spec.Linux.Sysctl[key] = fmt.Sprintf("%d %d", lo, hi)
 }
 
 func ensureNamespace(spec *specs.Spec, t specs.LinuxNamespaceType) {
