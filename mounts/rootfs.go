@@ -1,10 +1,12 @@
-// Package mounts assembles a container's root filesystem from ID-mapped
-// mounts, on top of package idmap, and takes it apart again.
+// Package mounts owns a container's mounts: the policy on what may be
+// mounted and the assembly of the root filesystem from ID-mapped mounts
+// (on top of package idmap), and its teardown.
 package mounts
 
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -16,183 +18,208 @@ import (
 	"github.com/moatrt/moat/idmap"
 )
 
-// workName is the overlay work directory moat makes beside the container's
-// upper layer. Docker's own overlay stays mounted on the same upper and
-// overlay empties its work dir at mount time, so the two mounts must not
-// share one.
-const workName = "moat-work"
+const (
+	// workPrefix names the overlay work dirs Rootfs makes beside an upper
+	// layer. Docker's (or containerd's) overlay stays mounted on the same
+	// upper, and overlay wipes its work dir's "work" at mount time, which
+	// breaks copy-up and whiteouts in the other mount: never share it.
+	workPrefix = "moat-work-"
+	// workRecord is the file, in the target dir under the rootfs mount,
+	// that names the work dir for Teardown. It lives and dies with target.
+	workRecord = ".moat-workdir"
+)
 
-// Rootfs makes target show source ID-mapped with the given mapping. If source
-// is an overlay mount (docker's overlay2, containerd's overlayfs snapshotter),
-// target gets an overlay of its own over the same layers, each ID-mapped,
-// and source is left alone; a plain directory gets an ID-mapped bind. On
-// error nothing is left mounted or created.
+// Rootfs makes target show source ID-mapped with the given mappings.
+//
+// If source is the mount point of an overlay (Docker's overlay2
+// <data-root>/overlay2/<id>/merged, containerd's overlayfs snapshotter),
+// target gets an overlay of its own over the same lower and upper layers,
+// each ID-mapped, with a work dir of its own next to the upper; the mount
+// at source is left alone. Otherwise target is a recursive ID-mapped bind
+// of source.
+//
+// target is created (0711) if missing and must not be a mount point or hold
+// anything. On error, Rootfs leaves nothing mounted or created.
 func Rootfs(source, target string, uids, gids []idmap.Mapping) (retErr error) {
-	if len(uids) == 0 || len(gids) == 0 {
-		return errors.New("rootfs needs a uid and a gid mapping")
+	src, err := filepath.EvalSymlinks(source)
+	if err != nil {
+		return fmt.Errorf("rootfs source: %w", err)
 	}
-	if _, err := os.Stat(source); err != nil {
-		return fmt.Errorf("rootfs %s: %w", source, err)
+	if fi, err := os.Stat(src); err != nil {
+		return fmt.Errorf("rootfs source: %w", err)
+	} else if !fi.IsDir() {
+		return fmt.Errorf("rootfs source %s is not a directory", source)
 	}
-	if err := os.MkdirAll(target, 0o711); err != nil {
-		return fmt.Errorf("make rootfs mount point: %w", err)
+	ov, err := overlayAt(src)
+	if err != nil {
+		return err
 	}
+
+	var undo []func()
 	defer func() {
 		if retErr != nil {
-			_ = Teardown(target)
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
 		}
 	}()
-	userns, err := idmap.NewUserns(uids, gids)
+	target, created, err := makeTarget(target)
 	if err != nil {
 		return err
 	}
-	defer userns.Close()
+	undo = append(undo, func() {
+		for i := len(created) - 1; i >= 0; i-- {
+			os.Remove(created[i])
+		}
+	})
 
-	ov, err := overlayAt(source)
-	if err != nil {
-		return err
-	}
 	if ov == nil {
-		tree, err := idmap.CloneMapped(source, userns, true)
+		userns, err := idmap.NewUserns(uids, gids)
+		if err != nil {
+			return err
+		}
+		defer userns.Close()
+		tree, err := idmap.CloneMapped(src, userns, true)
 		if err != nil {
 			return err
 		}
 		defer tree.Close()
 		return idmap.Attach(tree, target)
 	}
+
 	if ov.Upper != "" {
-		ov.Work = filepath.Join(filepath.Dir(ov.Upper), workName)
-		if err := os.Mkdir(ov.Work, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		ov.Work, err = os.MkdirTemp(filepath.Dir(ov.Upper), workPrefix)
+		if err != nil {
 			return fmt.Errorf("make overlay work dir: %w", err)
 		}
-		if err := os.WriteFile(workRecord(target), []byte(ov.Work), 0o600); err != nil {
-			os.RemoveAll(ov.Work)
+		undo = append(undo, func() { os.RemoveAll(ov.Work) })
+		record := filepath.Join(target, workRecord)
+		if err := os.WriteFile(record, []byte(ov.Work), 0o600); err != nil {
 			return fmt.Errorf("record overlay work dir: %w", err)
 		}
+		undo = append(undo, func() { os.Remove(record) })
 	}
-	return idmap.MountOverlay(target, *ov, userns, hostID(uids), hostID(gids))
-}
-
-// hostID is the host ID of the container's root.
-func hostID(ms []idmap.Mapping) uint32 {
-	for _, m := range ms {
-		if m.ContainerID == 0 {
-			return m.HostID
-		}
-	}
-	return ms[0].HostID
-}
-
-// workRecord is where Rootfs notes the work dir it made, for Teardown.
-func workRecord(target string) string { return target + ".work" }
-
-// keptOptions are the overlay options carried over from the source mount;
-// the rest (layers, xino, uuid) are chosen anew or are per-mount.
-var keptOptions = map[string]bool{"redirect_dir": true, "metacopy": true, "volatile": true, "nfs_export": true}
-
-// overlayAt returns the layers of the overlay mounted at path, or nil if
-// path is not an overlay mount point.
-func overlayAt(path string) (*idmap.Overlay, error) {
-	real, err := filepath.EvalSymlinks(path)
-	if err != nil {
-		return nil, err
-	}
-	ms, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(real))
-	if err != nil {
-		return nil, fmt.Errorf("read mountinfo: %w", err)
-	}
-	if len(ms) == 0 || ms[len(ms)-1].FSType != "overlay" {
-		return nil, nil
-	}
-	m := ms[len(ms)-1]
-	// Docker passes lowerdir as l/<short id> relative to its overlay2
-	// directory, the parent of the container's layer directory.
-	base := filepath.Dir(filepath.Dir(real))
-	ov := &idmap.Overlay{Options: []string{"index=off"}}
-	for _, opt := range splitOptions(m.VFSOptions) {
-		key, val, _ := strings.Cut(opt, "=")
-		switch {
-		case key == "lowerdir":
-			for _, l := range splitLower(val) {
-				if !filepath.IsAbs(l) {
-					l = filepath.Join(base, l)
-				}
-				ov.Lower = append(ov.Lower, l)
-			}
-		case key == "upperdir":
-			ov.Upper = val
-		case keptOptions[key]:
-			ov.Options = append(ov.Options, opt)
-		}
-	}
-	if len(ov.Lower) == 0 {
-		return nil, fmt.Errorf("overlay at %s: no lowerdir in %q", path, m.VFSOptions)
-	}
-	return ov, nil
-}
-
-// splitOptions splits mount options on commas that are not escaped.
-func splitOptions(s string) []string {
-	var out []string
-	var cur strings.Builder
-	for i := 0; i < len(s); i++ {
-		switch {
-		case s[i] == '\\' && i+1 < len(s):
-			cur.WriteByte(s[i])
-			cur.WriteByte(s[i+1])
-			i++
-		case s[i] == ',':
-			out = append(out, cur.String())
-			cur.Reset()
-		default:
-			cur.WriteByte(s[i])
-		}
-	}
-	return append(out, cur.String())
-}
-
-// splitLower splits a lowerdir value on unescaped colons and unescapes.
-func splitLower(s string) []string {
-	var out []string
-	var cur strings.Builder
-	for i := 0; i < len(s); i++ {
-		switch {
-		case s[i] == '\\' && i+1 < len(s):
-			cur.WriteByte(s[i+1])
-			i++
-		case s[i] == ':':
-			out = append(out, cur.String())
-			cur.Reset()
-		default:
-			cur.WriteByte(s[i])
-		}
-	}
-	return append(out, cur.String())
-}
-
-// Teardown unmounts everything at or below target, deepest first, and
-// removes target and the work dir Rootfs made. It is idempotent.
-func Teardown(target string) error {
-	ms, err := mountinfo.GetMounts(mountinfo.PrefixFilter(target))
-	if err != nil {
-		return fmt.Errorf("read mountinfo: %w", err)
-	}
-	sort.Slice(ms, func(i, j int) bool { return len(ms[i].Mountpoint) > len(ms[j].Mountpoint) })
-	for _, m := range ms {
-		if err := unix.Unmount(m.Mountpoint, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("unmount %s: %w", m.Mountpoint, err)
-		}
-	}
-	if work, err := os.ReadFile(workRecord(target)); err == nil {
-		if err := os.RemoveAll(string(work)); err != nil {
-			return fmt.Errorf("remove overlay work dir: %w", err)
-		}
-	}
-	if err := os.Remove(workRecord(target)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	if err := os.Remove(target); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove rootfs mount point: %w", err)
+	if err := idmap.MountOverlay(target, *ov, uids, gids); err != nil {
+		return fmt.Errorf("overlay at %s: %w", source, err)
 	}
 	return nil
+}
+
+// makeTarget creates target and any missing parents (0711) and returns its
+// absolute path and the dirs it created, parents first. An existing target
+// must be an empty directory that is not a mount point.
+func makeTarget(target string) (string, []string, error) {
+	target, err := filepath.Abs(target)
+	if err != nil {
+		return "", nil, fmt.Errorf("rootfs target: %w", err)
+	}
+	var created []string
+	for p := target; ; p = filepath.Dir(p) {
+		if _, err := os.Lstat(p); err == nil || p == filepath.Dir(p) {
+			break
+		}
+		created = append([]string{p}, created...)
+	}
+	for _, p := range created {
+		if err := os.Mkdir(p, 0o711); err != nil {
+			for i := len(created) - 1; i >= 0; i-- {
+				os.Remove(created[i])
+			}
+			return "", nil, fmt.Errorf("make rootfs target: %w", err)
+		}
+	}
+	if len(created) > 0 {
+		return target, created, nil
+	}
+	real, err := filepath.EvalSymlinks(target)
+	if err != nil {
+		return "", nil, fmt.Errorf("rootfs target: %w", err)
+	}
+	if mounted, err := mountinfo.Mounted(real); err != nil {
+		return "", nil, fmt.Errorf("rootfs target: %w", err)
+	} else if mounted {
+		return "", nil, fmt.Errorf("rootfs target %s is already a mount point", target)
+	}
+	d, err := os.Open(real)
+	if err != nil {
+		return "", nil, fmt.Errorf("rootfs target: %w", err)
+	}
+	defer d.Close()
+	if _, err := d.Readdirnames(1); !errors.Is(err, io.EOF) {
+		if err == nil {
+			err = errors.New("not empty")
+		}
+		return "", nil, fmt.Errorf("rootfs target %s: %w", target, err)
+	}
+	return real, nil, nil
+}
+
+// Teardown unmounts everything at or under target, deepest first, and
+// removes target and the work dir Rootfs made for it. It is idempotent:
+// a target already gone is not an error.
+func Teardown(target string) error {
+	target, err := filepath.Abs(target)
+	if err != nil {
+		return fmt.Errorf("rootfs target: %w", err)
+	}
+	if real, err := filepath.EvalSymlinks(target); err == nil {
+		target = real
+	} else if errors.Is(err, os.ErrNotExist) {
+		return nil
+	} else {
+		return fmt.Errorf("rootfs target: %w", err)
+	}
+	if err := unmountAll(target); err != nil {
+		return err
+	}
+	// Only now, with nothing mounted over it, is the record ours to read.
+	record := filepath.Join(target, workRecord)
+	if b, err := os.ReadFile(record); err == nil {
+		work := string(b)
+		if !filepath.IsAbs(work) || !strings.HasPrefix(filepath.Base(work), workPrefix) {
+			return fmt.Errorf("rootfs target %s: bad work dir record %q", target, work)
+		}
+		if err := os.RemoveAll(work); err != nil {
+			return fmt.Errorf("remove overlay work dir: %w", err)
+		}
+		if err := os.Remove(record); err != nil {
+			return fmt.Errorf("remove overlay work dir record: %w", err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("read overlay work dir record: %w", err)
+	}
+	if err := os.Remove(target); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove rootfs target: %w", err)
+	}
+	return nil
+}
+
+// unmountAll detaches every mount at or under dir, deepest first, until
+// mountinfo shows none (mounts can be stacked on one mount point).
+func unmountAll(dir string) error {
+	for {
+		ms, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
+		if err != nil {
+			return fmt.Errorf("read mountinfo: %w", err)
+		}
+		if len(ms) == 0 {
+			return nil
+		}
+		sort.SliceStable(ms, func(i, j int) bool { return len(ms[i].Mountpoint) > len(ms[j].Mountpoint) })
+		progress := false
+		for _, m := range ms {
+			err := unix.Unmount(m.Mountpoint, unix.MNT_DETACH)
+			switch {
+			case err == nil:
+				progress = true
+			case errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOENT):
+				// Already gone with a mount above it.
+			default:
+				return fmt.Errorf("unmount %s: %w", m.Mountpoint, err)
+			}
+		}
+		if !progress {
+			return fmt.Errorf("unmount %s: mounts remain: %s", dir, ms[0].Mountpoint)
+		}
+	}
 }

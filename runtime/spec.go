@@ -32,8 +32,7 @@ func LoadSpec(bundle string) (*specs.Spec, error) {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	var spec specs.Spec
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&spec); err != nil {
+	if err := json.Unmarshal(data, &spec); err != nil {
 		return nil, fmt.Errorf("parse %s: %w", path, describeJSONError(data, err))
 	}
 	if err := ValidateSpec(&spec); err != nil {

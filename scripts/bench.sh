@@ -47,7 +47,7 @@ printf '| %-44s | %11s | %11s | %5s |\n' "measurement (median)" "first" "second"
 printf '|%s|%s|%s|%s|\n' "----------------------------------------------" "-------------" "-------------" "-------"
 time_pair "bundle run true: moat" "$MOAT --root $work/moat run --bundle $work/bundle b\$i" \
           "runc" "$RUNC --root $work/runc run --bundle $work/bundle b\$i"
-time_pair "docker run --rm busybox true: moat" "$DOCKER run --rm --runtime moat moat-test/busybox true" \
-          "runc" "$DOCKER run --rm --runtime runc moat-test/busybox true"
+time_pair "docker run --rm busybox true: moat" "$DOCKER run --rm --runtime moat moat-test/busybox:2 true" \
+          "runc" "$DOCKER run --rm --runtime runc moat-test/busybox:2 true"
 time_pair "docker run --rm true under moat: 1 GB image" "$DOCKER run --rm --runtime moat $big true" \
-          "busybox" "$DOCKER run --rm --runtime moat moat-test/busybox true"
+          "busybox" "$DOCKER run --rm --runtime moat moat-test/busybox:2 true"

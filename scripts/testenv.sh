@@ -49,10 +49,10 @@ elif [ -n "${reload:-}" ]; then
 fi
 
 # The test image: Debian's static busybox, since no registry is reachable.
-if ! "$DOCKER" image inspect moat-test/busybox >/dev/null 2>&1; then
+if ! "$DOCKER" image inspect moat-test/busybox:2 >/dev/null 2>&1; then
   rootfs=$(mktemp -d)
   scripts/mkrootfs.sh "$rootfs"
-  tar -C "$rootfs" -c . | "$DOCKER" import -c 'CMD ["/bin/sh"]' - moat-test/busybox >/dev/null
+  tar -C "$rootfs" -c . | "$DOCKER" import -c 'CMD ["/bin/sh"]' - moat-test/busybox:2 >/dev/null
   rm -rf "$rootfs"
 fi
 

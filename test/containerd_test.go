@@ -10,7 +10,7 @@ const ctrNamespace = "moat-it"
 // containerdImage imports the test image into containerd once per test.
 func containerdImage(t *testing.T) string {
 	t.Helper()
-	ref := "docker.io/" + image + ":latest"
+	ref := "docker.io/" + image
 	if r := run("", "ctr", "-n", ctrNamespace, "images", "check", "name=="+ref); strings.Contains(r.stdout, ref) {
 		return ref
 	}

@@ -21,7 +21,7 @@ import (
 var (
 	moatBin   = envOr("MOAT", "/usr/local/bin/moat")
 	dockerBin = envOr("DOCKER", "/usr/bin/docker")
-	image     = envOr("MOAT_TEST_IMAGE", "moat-test/busybox")
+	image     = envOr("MOAT_TEST_IMAGE", "moat-test/busybox:2")
 )
 
 func envOr(k, def string) string {
@@ -47,12 +47,17 @@ func run(stdin string, name string, args ...string) result {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
+	// Files, not pipes: a detached container inherits them, and a pipe would
+	// keep Run waiting until the container exits.
+	outf, errf := tempOutput(), tempOutput()
+	defer outf.Close()
+	defer errf.Close()
+	cmd.Stdout, cmd.Stderr = outf, errf
 	if stdin != "" {
 		cmd.Stdin = strings.NewReader(stdin)
 	}
 	err := cmd.Run()
+	out, errb := readBack(outf), readBack(errf)
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
@@ -60,6 +65,23 @@ func run(stdin string, name string, args ...string) result {
 		code = -1
 	}
 	return result{stdout: out.String(), stderr: errb.String(), code: code, err: err}
+}
+
+func tempOutput() *os.File {
+	f, err := os.CreateTemp("", "moat-it-out")
+	if err != nil {
+		panic(err)
+	}
+	os.Remove(f.Name())
+	return f
+}
+
+func readBack(f *os.File) *bytes.Buffer {
+	var b bytes.Buffer
+	if _, err := f.Seek(0, 0); err == nil {
+		_, _ = b.ReadFrom(f)
+	}
+	return &b
 }
 
 // must runs a command that has to succeed and returns its trimmed stdout.
@@ -192,7 +214,7 @@ func bundle(t *testing.T, args ...string) string {
 	}
 	cfg := filepath.Join(dir, "config.json")
 	argv := `["` + strings.Join(args, `","`) + `"]`
-	must(t, "sh", "-c", fmt.Sprintf(`jq '.process.terminal=false | .process.args=%s' %s > %s.new && mv %s.new %s`, argv, cfg, cfg, cfg, cfg))
+	must(t, "sh", "-c", fmt.Sprintf(`jq '.process.terminal=false | .root.readonly=false | .process.args=%s' %s > %s.new && mv %s.new %s`, argv, cfg, cfg, cfg, cfg))
 	return dir
 }
 

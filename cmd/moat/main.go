@@ -125,11 +125,12 @@ func exitCode(err error) int {
 
 // fatal logs err where the caller reads it and exits. The log line is what
 // the shim turns into "OCI runtime create failed: <msg>".
+// Without --log the message goes to stderr alone, plain.
 func fatal(err error, code int) {
-	logrus.Error(err)
 	if logrus.StandardLogger().Out != os.Stderr {
-		fmt.Fprintln(os.Stderr, err)
+		logrus.Error(err)
 	}
+	fmt.Fprintln(os.Stderr, "moat: "+err.Error())
 	os.Exit(code)
 }
 

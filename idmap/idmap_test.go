@@ -1,0 +1,418 @@
+package idmap
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// A container's mapping; uid and gid bases differ to catch mix-ups.
+var (
+	ctrUIDs = []Mapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+	ctrGIDs = []Mapping{{ContainerID: 0, HostID: 300000, Size: 65536}}
+)
+
+func newUserns(t *testing.T, uids, gids []Mapping) *os.File {
+	t.Helper()
+	ns, err := NewUserns(uids, gids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	return ns
+}
+
+// attachMapped mounts an ID-mapped clone of src at dst until the test ends.
+func attachMapped(t *testing.T, src, dst string, ns *os.File, recursive bool) {
+	t.Helper()
+	tree, err := CloneMapped(src, ns, recursive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tree.Close()
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := Attach(tree, dst); err != nil {
+		t.Fatal(err)
+	}
+	unmountAtEnd(t, dst)
+}
+
+// children lists the pids of this process's children.
+func children(t *testing.T) []string {
+	t.Helper()
+	tasks, err := filepath.Glob("/proc/self/task/*/children")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []string
+	for _, task := range tasks {
+		b, err := os.ReadFile(task)
+		if err == nil {
+			pids = append(pids, strings.Fields(string(b))...)
+		}
+	}
+	return pids
+}
+
+func TestNewUserns(t *testing.T) {
+	const overflow = "65534:65534"
+	tests := []struct {
+		name       string
+		uids, gids []Mapping
+		// on-disk uid/gid (as container IDs) -> host view through the map
+		want map[int]string
+	}{{
+		name: "one range",
+		uids: ctrUIDs, gids: ctrGIDs,
+		want: map[int]string{0: "100000:300000", 1000: "101000:301000", 65535: "165535:365535", 70000: overflow},
+	}, {
+		name: "two ranges",
+		uids: []Mapping{{0, 100000, 1000}, {1000, 500000, 1000}},
+		gids: []Mapping{{0, 100000, 1000}, {1000, 600000, 1000}},
+		want: map[int]string{0: "100000:100000", 999: "100999:100999", 1000: "500000:600000", 5000: overflow},
+	}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := testDir(t)
+			src := filepath.Join(d, "src")
+			var nodes []node
+			for id := range tc.want {
+				nodes = append(nodes, node{path: strconv.Itoa(id), uid: id, gid: id})
+			}
+			makeTree(t, src, nodes...)
+			ns := newUserns(t, tc.uids, tc.gids)
+			if kids := children(t); len(kids) != 0 {
+				t.Errorf("namespace holder not reaped: children %v", kids)
+			}
+			mnt := filepath.Join(d, "mnt")
+			attachMapped(t, src, mnt, ns, false)
+			for id, want := range tc.want {
+				got := statString(filepath.Join(mnt, strconv.Itoa(id)))
+				if got != want+" file" {
+					t.Errorf("on-disk %d seen as %q, want %q", id, got, want+" file")
+				}
+			}
+		})
+	}
+}
+
+func TestNewUsernsErrors(t *testing.T) {
+	tests := []struct {
+		name       string
+		uids, gids []Mapping
+		want       string
+	}{
+		{"no uids", nil, ctrGIDs, "uid map: no mapping"},
+		{"no gids", ctrUIDs, nil, "gid map: no mapping"},
+		{"empty range", []Mapping{{0, 100000, 0}}, ctrGIDs, "size 0"},
+		{"overlap", []Mapping{{0, 100000, 10}, {5, 200000, 10}}, ctrGIDs, "write uid_map: "},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ns, err := NewUserns(tc.uids, tc.gids)
+			if err == nil {
+				ns.Close()
+				t.Fatal("no error")
+			}
+			t.Log(err)
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not contain %q", err, tc.want)
+			}
+			if kids := children(t); len(kids) != 0 {
+				t.Errorf("namespace holder not reaped: children %v", kids)
+			}
+		})
+	}
+}
+
+func TestCloneMappedRecursive(t *testing.T) {
+	d := testDir(t)
+	src := filepath.Join(d, "src")
+	makeTree(t, src, node{path: "f", uid: 1000, gid: 1000}, node{path: "sub", dir: true})
+	if err := unix.Mount("tmpfs", filepath.Join(src, "sub"), "tmpfs", 0, "mode=755"); err != nil {
+		t.Fatal(err)
+	}
+	unmountAtEnd(t, filepath.Join(src, "sub"))
+	makeTree(t, filepath.Join(src, "sub"), node{path: "g", uid: 0, gid: 0})
+	ns := newUserns(t, ctrUIDs, ctrGIDs)
+
+	tests := []struct {
+		recursive bool
+		wantG     string
+	}{
+		{false, "error: no such file or directory"},
+		{true, "100000:300000 file"},
+	}
+	for _, tc := range tests {
+		mnt := filepath.Join(d, "mnt-"+map[bool]string{false: "flat", true: "recursive"}[tc.recursive])
+		attachMapped(t, src, mnt, ns, tc.recursive)
+		if got := statString(filepath.Join(mnt, "f")); got != "101000:301000 file" {
+			t.Errorf("recursive=%v: f is %q", tc.recursive, got)
+		}
+		if got := statString(filepath.Join(mnt, "sub", "g")); got != tc.wantG {
+			t.Errorf("recursive=%v: sub/g is %q, want %q", tc.recursive, got, tc.wantG)
+		}
+	}
+}
+
+func TestCloneMappedUnsupported(t *testing.T) {
+	d := testDir(t)
+	ramfs := filepath.Join(d, "ramfs")
+	tree := filepath.Join(d, "tree")
+	makeTree(t, d, node{path: "ramfs", dir: true}, node{path: "tree/sub", dir: true})
+	for _, mp := range []string{ramfs, filepath.Join(tree, "sub")} {
+		if err := unix.Mount("ramfs", mp, "ramfs", 0, ""); err != nil {
+			t.Fatal(err)
+		}
+		unmountAtEnd(t, mp)
+	}
+	ns := newUserns(t, ctrUIDs, ctrGIDs)
+	mapped := filepath.Join(d, "mapped")
+	attachMapped(t, tree, mapped, ns, false)
+
+	tests := []struct {
+		name      string
+		path      string
+		recursive bool
+		want      string
+	}{
+		{"proc", "/proc", false, "the proc filesystem of /proc does not support ID-mapped mounts"},
+		{"ramfs", ramfs, false, "the ramfs filesystem of " + ramfs + " does not support ID-mapped mounts"},
+		{"ramfs recursive", ramfs, true, "the ramfs filesystem of " + ramfs + " does not support ID-mapped mounts"},
+		{"submount", tree, true, "the ramfs filesystem of " + tree + " (mounted at " + tree + "/sub) does not support ID-mapped mounts"},
+		{"already mapped", mapped, false, mapped + " is already an ID-mapped mount"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := CloneMapped(tc.path, ns, tc.recursive)
+			if err == nil {
+				f.Close()
+				t.Fatal("no error")
+			}
+			t.Log(err)
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// overlayLayers builds a two-layer image like Docker's: lower2 at the
+// bottom, lower1 above it with an opaque dir and a whiteout.
+func overlayLayers(t *testing.T, d string) Overlay {
+	t.Helper()
+	makeTree(t, filepath.Join(d, "lower2"),
+		node{path: "root0", uid: 0, gid: 0},
+		node{path: "user1000", uid: 1000, gid: 1000},
+		node{path: "home", dir: true, uid: 1000, gid: 1000},
+		node{path: "opq", dir: true},
+		node{path: "opq/hidden"},
+		node{path: "gone"},
+	)
+	makeTree(t, filepath.Join(d, "lower1"),
+		node{path: "opq", dir: true, opaque: true},
+		node{path: "opq/shown"},
+		node{path: "gone", whiteout: true},
+	)
+	makeTree(t, d, node{path: "layer/upper", dir: true}, node{path: "layer/work", dir: true}, node{path: "merged", dir: true})
+	return Overlay{
+		Lower:   []string{filepath.Join(d, "lower1"), filepath.Join(d, "lower2")},
+		Upper:   filepath.Join(d, "layer/upper"),
+		Work:    filepath.Join(d, "layer/work"),
+		Options: []string{"index=off", "redirect_dir=on"},
+	}
+}
+
+func mountOverlay(t *testing.T, target string, o Overlay) {
+	t.Helper()
+	if err := MountOverlay(target, o, ctrUIDs, ctrGIDs); err != nil {
+		t.Fatal(err)
+	}
+	unmountAtEnd(t, target)
+}
+
+func TestMountOverlay(t *testing.T) {
+	d := testDir(t)
+	o := overlayLayers(t, d)
+	m := filepath.Join(d, "merged")
+	mountOverlay(t, m, o)
+
+	// The host sees image files as owned by the container's IDs.
+	if got := statString(filepath.Join(m, "user1000")); got != "101000:301000 file" {
+		t.Errorf("host view of user1000: %q", got)
+	}
+
+	steps := []struct {
+		uid      uint32
+		op, path string
+		want     string
+	}{
+		{0, "stat", "/", "0:0 dir"},
+		{0, "stat", "root0", "0:0 file"},
+		{0, "stat", "user1000", "1000:1000 file"},
+		{0, "ls", "opq", "shown"},
+		{0, "stat", "gone", "error: no such file or directory"},
+		{0, "ls", "/", "home,opq,root0,user1000"},
+		{0, "mkfile", "new0", "ok"},
+		{0, "mkdir", "dir0", "ok"},
+		{0, "stat", "new0", "0:0 file"},
+		{0, "rm", "root0", "ok"},
+		{0, "stat", "root0", "error: no such file or directory"},
+		{0, "mkfile", "opq/new", "ok"},
+		{0, "ls", "opq", "new,shown"},
+		{1000, "mkfile", "home/new1000", "ok"},
+		{1000, "mkdir", "home/dir1000", "ok"},
+		{1000, "write", "user1000", "ok"},
+		{1000, "mkfile", "denied", "error: permission denied"},
+		{1000, "stat", "home/new1000", "1000:1000 file"},
+	}
+	for _, s := range steps {
+		got := inside(t, ctrUIDs, ctrGIDs, s.uid, s.uid, s.op, filepath.Join(m, s.path))
+		if got[0] != s.want {
+			t.Errorf("uid %d: %s %s = %q, want %q", s.uid, s.op, s.path, got[0], s.want)
+		}
+	}
+
+	// On disk the upper layer holds image-native IDs.
+	disk := map[string]string{
+		"new0":             "0:0 file",
+		"dir0":             "0:0 dir",
+		"home":             "1000:1000 dir",
+		"home/new1000":     "1000:1000 file",
+		"home/dir1000":     "1000:1000 dir",
+		"user1000":         "1000:1000 file",
+		"root0":            "0:0 char 0:0", // a whiteout
+		"opq/new":          "0:0 file",
+		"opq/hidden":       "error: no such file or directory",
+		"gone":             "error: no such file or directory",
+		"../work/work/new": "error: no such file or directory",
+	}
+	for p, want := range disk {
+		if got := statString(filepath.Join(o.Upper, p)); got != want {
+			t.Errorf("upper/%s on disk is %q, want %q", p, got, want)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(o.Upper, "user1000")); err != nil || string(b) != "user1000more" {
+		t.Errorf("copied-up user1000 holds %q, %v", b, err)
+	}
+	// The work dir overlay made belongs to the container too.
+	if got := statString(filepath.Join(o.Work, "work")); got != "0:0 dir" {
+		t.Errorf("work/work on disk is %q", got)
+	}
+}
+
+// TestMountOverlaySymlinkedUpper checks that an upper dir reached through
+// a symlink is still ID-mapped.
+func TestMountOverlaySymlinkedUpper(t *testing.T) {
+	d := testDir(t)
+	o := overlayLayers(t, d)
+	if err := os.Symlink(filepath.Join(d, "layer"), filepath.Join(d, "link")); err != nil {
+		t.Fatal(err)
+	}
+	o.Upper, o.Work = filepath.Join(d, "link/upper"), filepath.Join(d, "link/work")
+	m := filepath.Join(d, "merged")
+	mountOverlay(t, m, o)
+	if got := inside(t, ctrUIDs, ctrGIDs, 1000, 1000, "mkfile", filepath.Join(m, "home/f")); got[0] != "ok" {
+		t.Fatalf("mkfile: %s", got[0])
+	}
+	if got := statString(filepath.Join(d, "layer/upper/home/f")); got != "1000:1000 file" {
+		t.Errorf("upper/home/f on disk is %q", got)
+	}
+}
+
+func TestMountOverlayReadOnly(t *testing.T) {
+	d := testDir(t)
+	o := overlayLayers(t, d)
+	o.Upper, o.Work = "", ""
+	m := filepath.Join(d, "merged")
+	mountOverlay(t, m, o)
+	got := inside(t, ctrUIDs, ctrGIDs, 0, 0,
+		"stat", filepath.Join(m, "user1000"),
+		"ls", filepath.Join(m, "opq"),
+		"mkfile", filepath.Join(m, "new"))
+	want := []string{"1000:1000 file", "shown", "error: read-only file system"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func TestMountOverlayErrors(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(d string, o *Overlay)
+		uids   []Mapping
+		want   string
+	}{{
+		name:   "missing lower",
+		change: func(d string, o *Overlay) { o.Lower = append(o.Lower, filepath.Join(d, "nope")) },
+		want:   "lower layer: open_tree " + "%d/nope: no such file or directory",
+	}, {
+		name:   "no lower",
+		change: func(d string, o *Overlay) { o.Lower = nil },
+		want:   "at least one lower layer",
+	}, {
+		name:   "one lower without upper",
+		change: func(d string, o *Overlay) { o.Lower, o.Upper, o.Work = o.Lower[:1], "", "" },
+		want:   "at least two lower layers",
+	}, {
+		name:   "upper without work",
+		change: func(d string, o *Overlay) { o.Work = "" },
+		want:   "both an upper and a work dir or neither",
+	}, {
+		name:   "layer in options",
+		change: func(d string, o *Overlay) { o.Options = append(o.Options, "lowerdir=/x") },
+		want:   `overlay option "lowerdir=/x"`,
+	}, {
+		name:   "bad option",
+		change: func(d string, o *Overlay) { o.Options = append(o.Options, "redirect_dir=sideways") },
+		want:   "overlay option redirect_dir=sideways: invalid argument",
+	}, {
+		name: "work on another mount",
+		change: func(d string, o *Overlay) {
+			o.Work = filepath.Join(d, "tmpfs", "work")
+		},
+		want: "must be on the same mount",
+	}, {
+		name:   "no root mapping",
+		change: func(d string, o *Overlay) {},
+		uids:   []Mapping{{ContainerID: 1, HostID: 100001, Size: 10}},
+		want:   "uid map: no mapping for ID 0",
+	}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := testDir(t)
+			o := overlayLayers(t, d)
+			makeTree(t, d, node{path: "tmpfs", dir: true})
+			if err := unix.Mount("tmpfs", filepath.Join(d, "tmpfs"), "tmpfs", 0, ""); err != nil {
+				t.Fatal(err)
+			}
+			unmountAtEnd(t, filepath.Join(d, "tmpfs"))
+			makeTree(t, d, node{path: "tmpfs/work", dir: true})
+			tc.change(d, &o)
+			uids := ctrUIDs
+			if tc.uids != nil {
+				uids = tc.uids
+			}
+			m := filepath.Join(d, "merged")
+			err := MountOverlay(m, o, uids, ctrGIDs)
+			if err == nil {
+				unix.Unmount(m, unix.MNT_DETACH)
+				t.Fatal("no error")
+			}
+			want := strings.ReplaceAll(tc.want, "%d", d)
+			t.Log(err)
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q does not contain %q", err, want)
+			}
+			if left := mountsUnder(t, m); len(left) > 0 {
+				t.Errorf("mounted after error: %v", left)
+			}
+		})
+	}
+}

@@ -1,0 +1,178 @@
+package mounts
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/moby/sys/mountinfo"
+
+	"github.com/moatrt/moat/idmap"
+)
+
+// keptOptions are the options of the source overlay that change how its
+// layers are read or written, so the new overlay must use them too. The
+// rest are per mount (xino) or chosen here: index is always off, since the
+// source mount holds the upper dir "in use" and overlay refuses a second
+// user of it with index=on (EBUSY); nfs_export needs the index.
+var keptOptions = map[string]bool{
+	"redirect_dir": true,
+	"metacopy":     true,
+	"verity":       true,
+	"volatile":     true,
+	"userxattr":    true,
+	"uuid":         true,
+}
+
+// overlayAt returns the layers of the overlay mounted at dir, or nil if
+// the top mount at dir is not an overlay. dir has no symlinks.
+func overlayAt(dir string) (*idmap.Overlay, error) {
+	ms, err := mountinfo.GetMounts(func(m *mountinfo.Info) (bool, bool) {
+		return m.Mountpoint != dir, false
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read mountinfo: %w", err)
+	}
+	m := topMount(ms)
+	if m == nil || m.FSType != "overlay" {
+		return nil, nil
+	}
+	if m.Root != "/" {
+		return nil, fmt.Errorf("rootfs %s is a bind mount of %s inside an overlay, not an overlay mount", dir, m.Root)
+	}
+	// Docker's overlay2 may give lowerdir as l/<short id> (and with very
+	// many layers upperdir and workdir as <id>/diff, <id>/work), relative
+	// to its overlay2 dir, the parent of <id>/merged.
+	ov, err := parseOverlay(m.VFSOptions, filepath.Dir(filepath.Dir(dir)))
+	if err != nil {
+		return nil, fmt.Errorf("overlay at %s: %w", dir, err)
+	}
+	return ov, nil
+}
+
+// topMount returns the mount that is visible where several are stacked on
+// one mount point: the one that no other of them is mounted on.
+func topMount(ms []*mountinfo.Info) *mountinfo.Info {
+	parents := map[int]bool{}
+	for _, m := range ms {
+		parents[m.Parent] = true
+	}
+	for _, m := range ms {
+		if !parents[m.ID] {
+			return m
+		}
+	}
+	return nil
+}
+
+// parseOverlay reads an overlay's layers and options from its mountinfo
+// super options, resolving relative layer paths against base.
+func parseOverlay(opts, base string) (*idmap.Overlay, error) {
+	ov := &idmap.Overlay{Options: []string{"index=off"}}
+	layer := func(p string) (string, error) {
+		if p == "" {
+			return "", errors.New("empty layer path")
+		}
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(base, p)
+		}
+		// Layers given as file descriptors show as paths inside their
+		// detached mounts ("/", "/upper"): never take the host's root.
+		if p == "/" {
+			return "", errors.New(`layer "/": the overlay was made from file descriptors and cannot be rebuilt`)
+		}
+		return filepath.Clean(p), nil
+	}
+	// Commas, spaces and backslashes inside values are escaped as \NNN.
+	for _, opt := range strings.Split(opts, ",") {
+		key, val, _ := strings.Cut(opt, "=")
+		val = unescapeOctal(val)
+		switch {
+		case key == "lowerdir":
+			if strings.Contains(val, "::") {
+				return nil, errors.New("data-only lower layers are not supported")
+			}
+			for _, l := range splitLowerdir(val) {
+				p, err := layer(unescapeBackslash(l))
+				if err != nil {
+					return nil, fmt.Errorf("lowerdir: %w", err)
+				}
+				ov.Lower = append(ov.Lower, p)
+			}
+		case key == "lowerdir+":
+			p, err := layer(val)
+			if err != nil {
+				return nil, fmt.Errorf("lowerdir+: %w", err)
+			}
+			ov.Lower = append(ov.Lower, p)
+		case key == "datadir+":
+			return nil, errors.New("data-only lower layers are not supported")
+		case key == "upperdir":
+			p, err := layer(unescapeBackslash(val))
+			if err != nil {
+				return nil, fmt.Errorf("upperdir: %w", err)
+			}
+			ov.Upper = p
+		case keptOptions[key]:
+			ov.Options = append(ov.Options, opt)
+		}
+	}
+	if len(ov.Lower) == 0 {
+		return nil, fmt.Errorf("no lower layer in %q", opts)
+	}
+	return ov, nil
+}
+
+// splitLowerdir splits a lowerdir value on the colons that are not escaped
+// with a backslash, keeping the escapes.
+func splitLowerdir(s string) []string {
+	var out []string
+	start := 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			i++
+		case ':':
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, s[start:])
+}
+
+// unescapeBackslash removes the backslash escapes overlay accepts in layer
+// paths ("\:", "\,", "\\").
+func unescapeBackslash(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+1 < len(s) {
+			i++
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// unescapeOctal undoes the kernel's \NNN escaping in mountinfo.
+func unescapeOctal(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
