@@ -155,4 +155,3 @@ func args(c *cli.Context, min, max int) error {
 func printJSON(w io.Writer, v any) error {
 	return writeJSON(w, v, "  ")
 }
-
