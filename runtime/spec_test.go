@@ -1,0 +1,130 @@
+package runtime
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+func TestLoadSpecErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		config  *string // nil: no config.json
+		bundle  string  // overrides the made bundle
+		wantErr string
+	}{
+		{name: "missing bundle", bundle: "/nonexistent/moat-bundle", wantErr: "bundle /nonexistent/moat-bundle does not exist"},
+		{name: "no config", wantErr: "has no config.json"},
+		{name: "syntax", config: ptr("{\n\"process\": {\n}}}"), wantErr: "line 3"},
+		{name: "type", config: ptr(`{"process": {"args": "sh"}}`), wantErr: "line 1"},
+		{name: "no root", config: ptr(`{"process":{"args":["sh"],"cwd":"/"},"linux":{}}`), wantErr: "root.path is required"},
+		{name: "no linux", config: ptr(`{"process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"}}`), wantErr: "linux section is required"},
+		{name: "no process", config: ptr(`{"root":{"path":"r"},"linux":{}}`), wantErr: "process is required"},
+		{name: "relative cwd", config: ptr(`{"process":{"args":["sh"],"cwd":"tmp"},"root":{"path":"r"},"linux":{}}`), wantErr: "must be an absolute path"},
+		{name: "ok", config: ptr(`{"process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"linux":{}}`)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if tt.config != nil {
+				if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(*tt.config), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tt.bundle != "" {
+				dir = tt.bundle
+			}
+			_, err := LoadSpec(dir)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("error %v, want it to say %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func ptr(s string) *string { return &s }
+
+func TestApplyUsernsOverridesCaller(t *testing.T) {
+	spec := &specs.Spec{Linux: &specs.Linux{
+		Namespaces: []specs.LinuxNamespace{
+			{Type: specs.PIDNamespace},
+			{Type: specs.UserNamespace, Path: "/proc/1/ns/user"},
+		},
+		UIDMappings: []specs.LinuxIDMapping{{ContainerID: 0, HostID: 0, Size: 4294967295}},
+		Sysctl:      map[string]string{"net.ipv4.ping_group_range": "0 2147483647"},
+	}}
+	applyUserns(spec, Mapping{UID: 165536, GID: 165536, Size: 65536}, "")
+	var user, cgroup int
+	for _, ns := range spec.Linux.Namespaces {
+		switch ns.Type {
+		case specs.UserNamespace:
+			user++
+			if ns.Path != "" {
+				t.Errorf("user namespace keeps the caller's path %q", ns.Path)
+			}
+		case specs.CgroupNamespace:
+			cgroup++
+		}
+	}
+	if user != 1 || cgroup != 1 {
+		t.Errorf("want one private user and cgroup namespace, got %d and %d: %+v", user, cgroup, spec.Linux.Namespaces)
+	}
+	want := []specs.LinuxIDMapping{{ContainerID: 0, HostID: 165536, Size: 65536}}
+	if !reflect.DeepEqual(spec.Linux.UIDMappings, want) || !reflect.DeepEqual(spec.Linux.GIDMappings, want) {
+		t.Errorf("mappings %+v %+v, want %+v", spec.Linux.UIDMappings, spec.Linux.GIDMappings, want)
+	}
+	if got := spec.Linux.Sysctl["net.ipv4.ping_group_range"]; got != "0 65535" {
+		t.Errorf("ping_group_range %q, want it clamped to the mapped groups", got)
+	}
+}
+
+func TestIDMapBinds(t *testing.T) {
+	spec := &specs.Spec{Mounts: []specs.Mount{
+		{Destination: "/proc", Type: "proc", Source: "proc"},
+		{Destination: "/data", Type: "bind", Source: "/srv", Options: []string{"rbind", "rprivate"}},
+		{Destination: "/etc/hosts", Source: "/x/hosts", Options: []string{"bind", "ro"}},
+		{Destination: "/m", Type: "bind", Source: "/m", UIDMappings: []specs.LinuxIDMapping{{Size: 1}}},
+	}}
+	idmapBinds(spec)
+	want := [][]string{nil, {"rbind", "rprivate", "ridmap"}, {"bind", "ro", "idmap"}, nil}
+	for i, m := range spec.Mounts {
+		if !reflect.DeepEqual(m.Options, want[i]) {
+			t.Errorf("mount %s: options %v, want %v", m.Destination, m.Options, want[i])
+		}
+	}
+}
+
+func TestFilterDevices(t *testing.T) {
+	spec := &specs.Spec{Linux: &specs.Linux{Devices: []specs.LinuxDevice{
+		{Path: "/dev/null"}, {Path: "/dev/sda"}, {Path: "/dev/fuse"}, {Path: "/dev/kmsg"}, {Path: "/dev/mem"},
+	}}}
+	filterDevices(spec)
+	var got []string
+	for _, d := range spec.Linux.Devices {
+		got = append(got, d.Path)
+	}
+	if !reflect.DeepEqual(got, []string{"/dev/null", "/dev/fuse"}) {
+		t.Errorf("devices kept: %v", got)
+	}
+}
+
+func TestCheckID(t *testing.T) {
+	for id, ok := range map[string]bool{
+		"abc": true, "a.b-c_d+e": true, "4f2c9e": true,
+		"": false, ".": false, "..": false, "../x": false, "a/b": false, "a b": false,
+	} {
+		if err := checkID(id); (err == nil) != ok {
+			t.Errorf("checkID(%q) = %v, want ok=%v", id, err, ok)
+		}
+	}
+}
