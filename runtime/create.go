@@ -158,6 +158,9 @@ func (r *Runtime) prepare(o CreateOpts, rollback *undo) (*libcontainer.Container
 	if _, err := os.Stat(r.stateDir(o.ID)); err == nil {
 		return nil, nil, fmt.Errorf("container %s already exists", o.ID)
 	}
+	if err := checkHostNamespaces(spec); err != nil {
+		return nil, nil, fmt.Errorf("error in the container spec: invalid or unsupported container spec: %w", err)
+	}
 
 	start, _ := userns.ProcessStart(os.Getpid())
 	owner := userns.Owner{Root: r.root, ID: o.ID, PID: os.Getpid(), PIDStart: start}

@@ -46,7 +46,7 @@ func checkHostNamespaces(spec *specs.Spec) error {
 		if want == "" {
 			continue
 		}
-		same, err := sameNamespace(want, "/proc/1/ns/"+ns.proc)
+		same, err := sameNamespace(want, hostNamespace(ns.proc))
 		if err != nil {
 			return fmt.Errorf("%s namespace %s: %w", ns.word, want, err)
 		}
@@ -69,6 +69,17 @@ func namespacePath(spec *specs.Spec, t specs.LinuxNamespaceType) (string, bool) 
 	return "", false
 }
 
+// hostNamespace is the path of the host's namespace of a kind: init's, or,
+// where init's cannot be read (a sandboxed PID 1), moat's own, since dockerd
+// and containerd's shim run moat in the host's namespaces.
+func hostNamespace(kind string) string {
+	p := "/proc/1/ns/" + kind
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	return "/proc/self/ns/" + kind
+}
+
 func sameNamespace(a, b string) (bool, error) {
 	var sa, sb unix.Stat_t
 	if err := unix.Stat(a, &sa); err != nil {
@@ -78,28 +89,4 @@ func sameNamespace(a, b string) (bool, error) {
 		return false, fmt.Errorf("read host namespace: %w", err)
 	}
 	return sa.Dev == sb.Dev && sa.Ino == sb.Ino, nil
-}
-
-// joinedUserns returns the user namespace of the container whose pid, net,
-// ipc or uts namespace the spec joins (docker's --network=container:X,
-// --pid=container:X, pods), so that the joiner lives in the same one. It
-// returns "" when the spec joins nothing.
-func joinedUserns(spec *specs.Spec) (string, error) {
-	for _, ns := range isolatedNamespaces {
-		p, _ := namespacePath(spec, ns.typ)
-		if p == "" {
-			continue
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			return "", fmt.Errorf("open %s namespace %s: %w", ns.word, p, err)
-		}
-		fd, err := unix.IoctlRetInt(int(f.Fd()), unix.NS_GET_USERNS)
-		f.Close()
-		if err != nil {
-			return "", fmt.Errorf("owner of %s namespace %s: %w", ns.word, p, err)
-		}
-		return fmt.Sprintf("/proc/self/fd/%d", fd), nil
-	}
-	return "", nil
 }

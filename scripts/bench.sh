@@ -17,6 +17,7 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 time_pair() {
   local a=$1 acmd=$2 b=$3 bcmd=$4 i t0
   : >"$work/a"; : >"$work/b"
+  i=0
   eval "$acmd" >/dev/null 2>&1; eval "$bcmd" >/dev/null 2>&1 # warm caches
   for i in $(seq "$N"); do
     t0=$(date +%s%N); eval "$acmd" >/dev/null; ms "$t0" >>"$work/a"
