@@ -1,6 +1,8 @@
 package idmap
 
 import (
+	"github.com/moatrt/moat/internal/fstest"
+
 	"os"
 	"path/filepath"
 	"strconv"
@@ -40,7 +42,7 @@ func attachMapped(t *testing.T, src, dst string, ns *os.File, recursive bool) {
 	if err := Attach(tree, dst); err != nil {
 		t.Fatal(err)
 	}
-	unmountAtEnd(t, dst)
+	fstest.UnmountAtEnd(t, dst)
 }
 
 // children lists the pids of this process's children.
@@ -79,13 +81,13 @@ func TestNewUserns(t *testing.T) {
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d := testDir(t)
+			d := fstest.TestDir(t)
 			src := filepath.Join(d, "src")
-			var nodes []node
+			var nodes []fstest.Node
 			for id := range tc.want {
-				nodes = append(nodes, node{path: strconv.Itoa(id), uid: id, gid: id})
+				nodes = append(nodes, fstest.Node{Path: strconv.Itoa(id), UID: id, GID: id})
 			}
-			makeTree(t, src, nodes...)
+			fstest.MakeTree(t, src, nodes...)
 			ns := newUserns(t, tc.uids, tc.gids)
 			if kids := children(t); len(kids) != 0 {
 				t.Errorf("namespace holder not reaped: children %v", kids)
@@ -93,7 +95,7 @@ func TestNewUserns(t *testing.T) {
 			mnt := filepath.Join(d, "mnt")
 			attachMapped(t, src, mnt, ns, false)
 			for id, want := range tc.want {
-				got := statString(filepath.Join(mnt, strconv.Itoa(id)))
+				got := fstest.StatString(filepath.Join(mnt, strconv.Itoa(id)))
 				if got != want+" file" {
 					t.Errorf("on-disk %d seen as %q, want %q", id, got, want+" file")
 				}
@@ -132,14 +134,14 @@ func TestNewUsernsErrors(t *testing.T) {
 }
 
 func TestCloneMappedRecursive(t *testing.T) {
-	d := testDir(t)
+	d := fstest.TestDir(t)
 	src := filepath.Join(d, "src")
-	makeTree(t, src, node{path: "f", uid: 1000, gid: 1000}, node{path: "sub", dir: true})
+	fstest.MakeTree(t, src, fstest.Node{Path: "f", UID: 1000, GID: 1000}, fstest.Node{Path: "sub", Dir: true})
 	if err := unix.Mount("tmpfs", filepath.Join(src, "sub"), "tmpfs", 0, "mode=755"); err != nil {
 		t.Fatal(err)
 	}
-	unmountAtEnd(t, filepath.Join(src, "sub"))
-	makeTree(t, filepath.Join(src, "sub"), node{path: "g", uid: 0, gid: 0})
+	fstest.UnmountAtEnd(t, filepath.Join(src, "sub"))
+	fstest.MakeTree(t, filepath.Join(src, "sub"), fstest.Node{Path: "g", UID: 0, GID: 0})
 	ns := newUserns(t, ctrUIDs, ctrGIDs)
 
 	tests := []struct {
@@ -152,25 +154,25 @@ func TestCloneMappedRecursive(t *testing.T) {
 	for _, tc := range tests {
 		mnt := filepath.Join(d, "mnt-"+map[bool]string{false: "flat", true: "recursive"}[tc.recursive])
 		attachMapped(t, src, mnt, ns, tc.recursive)
-		if got := statString(filepath.Join(mnt, "f")); got != "101000:301000 file" {
+		if got := fstest.StatString(filepath.Join(mnt, "f")); got != "101000:301000 file" {
 			t.Errorf("recursive=%v: f is %q", tc.recursive, got)
 		}
-		if got := statString(filepath.Join(mnt, "sub", "g")); got != tc.wantG {
+		if got := fstest.StatString(filepath.Join(mnt, "sub", "g")); got != tc.wantG {
 			t.Errorf("recursive=%v: sub/g is %q, want %q", tc.recursive, got, tc.wantG)
 		}
 	}
 }
 
 func TestCloneMappedUnsupported(t *testing.T) {
-	d := testDir(t)
+	d := fstest.TestDir(t)
 	ramfs := filepath.Join(d, "ramfs")
 	tree := filepath.Join(d, "tree")
-	makeTree(t, d, node{path: "ramfs", dir: true}, node{path: "tree/sub", dir: true})
+	fstest.MakeTree(t, d, fstest.Node{Path: "ramfs", Dir: true}, fstest.Node{Path: "tree/sub", Dir: true})
 	for _, mp := range []string{ramfs, filepath.Join(tree, "sub")} {
 		if err := unix.Mount("ramfs", mp, "ramfs", 0, ""); err != nil {
 			t.Fatal(err)
 		}
-		unmountAtEnd(t, mp)
+		fstest.UnmountAtEnd(t, mp)
 	}
 	ns := newUserns(t, ctrUIDs, ctrGIDs)
 	mapped := filepath.Join(d, "mapped")
@@ -207,20 +209,20 @@ func TestCloneMappedUnsupported(t *testing.T) {
 // bottom, lower1 above it with an opaque dir and a whiteout.
 func overlayLayers(t *testing.T, d string) Overlay {
 	t.Helper()
-	makeTree(t, filepath.Join(d, "lower2"),
-		node{path: "root0", uid: 0, gid: 0},
-		node{path: "user1000", uid: 1000, gid: 1000},
-		node{path: "home", dir: true, uid: 1000, gid: 1000},
-		node{path: "opq", dir: true},
-		node{path: "opq/hidden"},
-		node{path: "gone"},
+	fstest.MakeTree(t, filepath.Join(d, "lower2"),
+		fstest.Node{Path: "root0", UID: 0, GID: 0},
+		fstest.Node{Path: "user1000", UID: 1000, GID: 1000},
+		fstest.Node{Path: "home", Dir: true, UID: 1000, GID: 1000},
+		fstest.Node{Path: "opq", Dir: true},
+		fstest.Node{Path: "opq/hidden"},
+		fstest.Node{Path: "gone"},
 	)
-	makeTree(t, filepath.Join(d, "lower1"),
-		node{path: "opq", dir: true, opaque: true},
-		node{path: "opq/shown"},
-		node{path: "gone", whiteout: true},
+	fstest.MakeTree(t, filepath.Join(d, "lower1"),
+		fstest.Node{Path: "opq", Dir: true, Opaque: true},
+		fstest.Node{Path: "opq/shown"},
+		fstest.Node{Path: "gone", Whiteout: true},
 	)
-	makeTree(t, d, node{path: "layer/upper", dir: true}, node{path: "layer/work", dir: true}, node{path: "merged", dir: true})
+	fstest.MakeTree(t, d, fstest.Node{Path: "layer/upper", Dir: true}, fstest.Node{Path: "layer/work", Dir: true}, fstest.Node{Path: "merged", Dir: true})
 	return Overlay{
 		Lower:   []string{filepath.Join(d, "lower1"), filepath.Join(d, "lower2")},
 		Upper:   filepath.Join(d, "layer/upper"),
@@ -234,17 +236,17 @@ func mountOverlay(t *testing.T, target string, o Overlay) {
 	if err := MountOverlay(target, o, ctrUIDs, ctrGIDs); err != nil {
 		t.Fatal(err)
 	}
-	unmountAtEnd(t, target)
+	fstest.UnmountAtEnd(t, target)
 }
 
 func TestMountOverlay(t *testing.T) {
-	d := testDir(t)
+	d := fstest.TestDir(t)
 	o := overlayLayers(t, d)
 	m := filepath.Join(d, "merged")
 	mountOverlay(t, m, o)
 
 	// The host sees image files as owned by the container's IDs.
-	if got := statString(filepath.Join(m, "user1000")); got != "101000:301000 file" {
+	if got := fstest.StatString(filepath.Join(m, "user1000")); got != "101000:301000 file" {
 		t.Errorf("host view of user1000: %q", got)
 	}
 
@@ -273,7 +275,7 @@ func TestMountOverlay(t *testing.T) {
 		{1000, "stat", "home/new1000", "1000:1000 file"},
 	}
 	for _, s := range steps {
-		got := inside(t, ctrUIDs, ctrGIDs, s.uid, s.uid, s.op, filepath.Join(m, s.path))
+		got := fstest.Inside(t, sysMap(ctrUIDs), sysMap(ctrGIDs), s.uid, s.uid, s.op, filepath.Join(m, s.path))
 		if got[0] != s.want {
 			t.Errorf("uid %d: %s %s = %q, want %q", s.uid, s.op, s.path, got[0], s.want)
 		}
@@ -294,7 +296,7 @@ func TestMountOverlay(t *testing.T) {
 		"../work/work/new": "error: no such file or directory",
 	}
 	for p, want := range disk {
-		if got := statString(filepath.Join(o.Upper, p)); got != want {
+		if got := fstest.StatString(filepath.Join(o.Upper, p)); got != want {
 			t.Errorf("upper/%s on disk is %q, want %q", p, got, want)
 		}
 	}
@@ -302,7 +304,7 @@ func TestMountOverlay(t *testing.T) {
 		t.Errorf("copied-up user1000 holds %q, %v", b, err)
 	}
 	// The work dir overlay made belongs to the container too.
-	if got := statString(filepath.Join(o.Work, "work")); got != "0:0 dir" {
+	if got := fstest.StatString(filepath.Join(o.Work, "work")); got != "0:0 dir" {
 		t.Errorf("work/work on disk is %q", got)
 	}
 }
@@ -310,7 +312,7 @@ func TestMountOverlay(t *testing.T) {
 // TestMountOverlaySymlinkedUpper checks that an upper dir reached through
 // a symlink is still ID-mapped.
 func TestMountOverlaySymlinkedUpper(t *testing.T) {
-	d := testDir(t)
+	d := fstest.TestDir(t)
 	o := overlayLayers(t, d)
 	if err := os.Symlink(filepath.Join(d, "layer"), filepath.Join(d, "link")); err != nil {
 		t.Fatal(err)
@@ -318,21 +320,21 @@ func TestMountOverlaySymlinkedUpper(t *testing.T) {
 	o.Upper, o.Work = filepath.Join(d, "link/upper"), filepath.Join(d, "link/work")
 	m := filepath.Join(d, "merged")
 	mountOverlay(t, m, o)
-	if got := inside(t, ctrUIDs, ctrGIDs, 1000, 1000, "mkfile", filepath.Join(m, "home/f")); got[0] != "ok" {
+	if got := fstest.Inside(t, sysMap(ctrUIDs), sysMap(ctrGIDs), 1000, 1000, "mkfile", filepath.Join(m, "home/f")); got[0] != "ok" {
 		t.Fatalf("mkfile: %s", got[0])
 	}
-	if got := statString(filepath.Join(d, "layer/upper/home/f")); got != "1000:1000 file" {
+	if got := fstest.StatString(filepath.Join(d, "layer/upper/home/f")); got != "1000:1000 file" {
 		t.Errorf("upper/home/f on disk is %q", got)
 	}
 }
 
 func TestMountOverlayReadOnly(t *testing.T) {
-	d := testDir(t)
+	d := fstest.TestDir(t)
 	o := overlayLayers(t, d)
 	o.Upper, o.Work = "", ""
 	m := filepath.Join(d, "merged")
 	mountOverlay(t, m, o)
-	got := inside(t, ctrUIDs, ctrGIDs, 0, 0,
+	got := fstest.Inside(t, sysMap(ctrUIDs), sysMap(ctrGIDs), 0, 0,
 		"stat", filepath.Join(m, "user1000"),
 		"ls", filepath.Join(m, "opq"),
 		"mkfile", filepath.Join(m, "new"))
@@ -386,14 +388,14 @@ func TestMountOverlayErrors(t *testing.T) {
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d := testDir(t)
+			d := fstest.TestDir(t)
 			o := overlayLayers(t, d)
-			makeTree(t, d, node{path: "tmpfs", dir: true})
+			fstest.MakeTree(t, d, fstest.Node{Path: "tmpfs", Dir: true})
 			if err := unix.Mount("tmpfs", filepath.Join(d, "tmpfs"), "tmpfs", 0, ""); err != nil {
 				t.Fatal(err)
 			}
-			unmountAtEnd(t, filepath.Join(d, "tmpfs"))
-			makeTree(t, d, node{path: "tmpfs/work", dir: true})
+			fstest.UnmountAtEnd(t, filepath.Join(d, "tmpfs"))
+			fstest.MakeTree(t, d, fstest.Node{Path: "tmpfs/work", Dir: true})
 			tc.change(d, &o)
 			uids := ctrUIDs
 			if tc.uids != nil {
@@ -410,7 +412,7 @@ func TestMountOverlayErrors(t *testing.T) {
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("error %q does not contain %q", err, want)
 			}
-			if left := mountsUnder(t, m); len(left) > 0 {
+			if left := fstest.MountsUnder(t, m); len(left) > 0 {
 				t.Errorf("mounted after error: %v", left)
 			}
 		})

@@ -1,6 +1,8 @@
 package mounts
 
 import (
+	"github.com/moatrt/moat/internal/fstest"
+
 	"errors"
 	"fmt"
 	"os"
@@ -46,31 +48,31 @@ func newDockerLayout(t *testing.T, dir string, layers int) *dockerLayout {
 	l.upper = filepath.Join(l.id, "diff")
 	l.work = filepath.Join(l.id, "work")
 	l.merged = filepath.Join(l.id, "merged")
-	makeTree(t, home, node{path: "l", dir: true}, node{path: "cid/diff", dir: true},
-		node{path: "cid/work", dir: true}, node{path: "cid/merged", dir: true})
+	fstest.MakeTree(t, home, fstest.Node{Path: "l", Dir: true}, fstest.Node{Path: "cid/diff", Dir: true},
+		fstest.Node{Path: "cid/work", Dir: true}, fstest.Node{Path: "cid/merged", Dir: true})
 	for i := 0; i < layers; i++ {
 		diff := filepath.Join(home, fmt.Sprintf("layer%d", i), "diff")
-		var nodes []node
+		var nodes []fstest.Node
 		switch i {
 		case layers - 1: // the bottom layer
-			nodes = []node{
-				{path: "root0", uid: 0, gid: 0},
-				{path: "user1000", uid: 1000, gid: 1000},
-				{path: "home", dir: true, uid: 1000, gid: 1000},
-				{path: "opq", dir: true},
-				{path: "opq/hidden"},
-				{path: "gone"},
+			nodes = []fstest.Node{
+				{Path: "root0", UID: 0, GID: 0},
+				{Path: "user1000", UID: 1000, GID: 1000},
+				{Path: "home", Dir: true, UID: 1000, GID: 1000},
+				{Path: "opq", Dir: true},
+				{Path: "opq/hidden"},
+				{Path: "gone"},
 			}
 		case layers - 2:
-			nodes = []node{
-				{path: "opq", dir: true, opaque: true},
-				{path: "opq/shown"},
-				{path: "gone", whiteout: true},
+			nodes = []fstest.Node{
+				{Path: "opq", Dir: true, Opaque: true},
+				{Path: "opq/shown"},
+				{Path: "gone", Whiteout: true},
 			}
 		default:
-			nodes = []node{{path: fmt.Sprintf("file%d", i)}}
+			nodes = []fstest.Node{{Path: fmt.Sprintf("file%d", i)}}
 		}
-		makeTree(t, diff, nodes...)
+		fstest.MakeTree(t, diff, nodes...)
 		short := fmt.Sprintf("L%026d", i)
 		if err := os.Symlink(filepath.Join("..", fmt.Sprintf("layer%d", i), "diff"), filepath.Join(home, "l", short)); err != nil {
 			t.Fatal(err)
@@ -119,7 +121,7 @@ func (l *dockerLayout) mountIndex(t *testing.T, how int, index string) {
 	if err := unix.Mount("overlay", target, "overlay", 0, opts); err != nil {
 		t.Fatalf("mount overlay %s: %v", opts, err)
 	}
-	unmountAtEnd(t, l.merged)
+	fstest.UnmountAtEnd(t, l.merged)
 }
 
 // rootfs calls Rootfs and tears it down at the end of the test.
@@ -150,7 +152,7 @@ func TestRootfsOverlay(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d := testDir(t)
+			d := fstest.TestDir(t)
 			l := newDockerLayout(t, d, 2)
 			l.mountIndex(t, tc.how, tc.index)
 			target := filepath.Join(d, "run", "rootfs")
@@ -164,13 +166,13 @@ func TestRootfsOverlay(t *testing.T) {
 			}
 
 			// Docker's mount is left alone and keeps working.
-			if mounted := mountsUnder(t, l.merged); len(mounted) != 1 {
+			if mounted := fstest.MountsUnder(t, l.merged); len(mounted) != 1 {
 				t.Errorf("docker's overlay at %s: %v", l.merged, mounted)
 			}
 			if err := os.WriteFile(filepath.Join(l.merged, "root0"), []byte("docker"), 0o644); err != nil {
 				t.Errorf("write through docker's overlay: %v", err)
 			}
-			if got := statString(filepath.Join(l.upper, "root0")); got != "0:0 file" {
+			if got := fstest.StatString(filepath.Join(l.upper, "root0")); got != "0:0 file" {
 				t.Errorf("docker's copy-up of root0 on disk: %q", got)
 			}
 
@@ -186,7 +188,7 @@ func TestRootfsOverlay(t *testing.T) {
 			if _, err := os.Lstat(l.work); err != nil {
 				t.Errorf("docker's work dir after teardown: %v", err)
 			}
-			if mounted := mountsUnder(t, l.merged); len(mounted) != 1 {
+			if mounted := fstest.MountsUnder(t, l.merged); len(mounted) != 1 {
 				t.Errorf("docker's overlay after teardown: %v", mounted)
 			}
 		})
@@ -217,7 +219,7 @@ func checkContainerView(t *testing.T, l *dockerLayout, target string) {
 		{1000, "mkfile", "denied", "error: permission denied"},
 	}
 	for _, s := range steps {
-		got := inside(t, ctrUIDs, ctrGIDs, s.uid, s.uid, s.op, filepath.Join(target, s.path))
+		got := fstest.Inside(t, sysMap(ctrUIDs), sysMap(ctrGIDs), s.uid, s.uid, s.op, filepath.Join(target, s.path))
 		if got[0] != s.want {
 			t.Errorf("uid %d: %s %s = %q, want %q", s.uid, s.op, s.path, got[0], s.want)
 		}
@@ -231,33 +233,33 @@ func checkContainerView(t *testing.T, l *dockerLayout, target string) {
 		"user1000":     "0:0 char 0:0", // a whiteout
 	}
 	for p, want := range disk {
-		if got := statString(filepath.Join(l.upper, p)); got != want {
+		if got := fstest.StatString(filepath.Join(l.upper, p)); got != want {
 			t.Errorf("upper/%s on disk is %q, want %q", p, got, want)
 		}
 	}
 	// The host sees the container's files as the container's host IDs.
-	if got := statString(filepath.Join(target, "home/new1000")); got != "101000:301000 file" {
+	if got := fstest.StatString(filepath.Join(target, "home/new1000")); got != "101000:301000 file" {
 		t.Errorf("host view of home/new1000: %q", got)
 	}
 }
 
 func TestRootfsPlainDir(t *testing.T) {
-	d := testDir(t)
+	d := fstest.TestDir(t)
 	bundle := filepath.Join(d, "bundle", "rootfs")
-	makeTree(t, bundle,
-		node{path: "root0", uid: 0, gid: 0},
-		node{path: "user1000", uid: 1000, gid: 1000},
-		node{path: "tmp", dir: true},
+	fstest.MakeTree(t, bundle,
+		fstest.Node{Path: "root0", UID: 0, GID: 0},
+		fstest.Node{Path: "user1000", UID: 1000, GID: 1000},
+		fstest.Node{Path: "tmp", Dir: true},
 	)
 	// A submount of the rootfs is mapped too (the bind is recursive).
 	if err := unix.Mount("tmpfs", filepath.Join(bundle, "tmp"), "tmpfs", 0, "mode=1777"); err != nil {
 		t.Fatal(err)
 	}
-	unmountAtEnd(t, filepath.Join(bundle, "tmp"))
+	fstest.UnmountAtEnd(t, filepath.Join(bundle, "tmp"))
 	target := filepath.Join(d, "run", "rootfs")
 	rootfs(t, bundle, target)
 
-	got := inside(t, ctrUIDs, ctrGIDs, 0, 0,
+	got := fstest.Inside(t, sysMap(ctrUIDs), sysMap(ctrGIDs), 0, 0,
 		"stat", filepath.Join(target, "root0"),
 		"stat", filepath.Join(target, "user1000"),
 		"stat", filepath.Join(target, "tmp"),
@@ -268,14 +270,14 @@ func TestRootfsPlainDir(t *testing.T) {
 		t.Errorf("inside: got %q, want %q", got, want)
 	}
 	for _, p := range []string{"new0", "tmp/new0"} {
-		if got := statString(filepath.Join(bundle, p)); got != "0:0 file" {
+		if got := fstest.StatString(filepath.Join(bundle, p)); got != "0:0 file" {
 			t.Errorf("%s on disk is %q", p, got)
 		}
 	}
 }
 
 func TestRootfsTargetMode(t *testing.T) {
-	d := testDir(t)
+	d := fstest.TestDir(t)
 	target := filepath.Join(d, "a", "b", "rootfs")
 	if _, _, err := makeTarget(target); err != nil {
 		t.Fatal(err)
@@ -316,7 +318,7 @@ func TestRootfsErrors(t *testing.T) {
 	}, {
 		name: "target is a mount point",
 		setup: func(t *testing.T, d string) (string, string) {
-			makeTree(t, d, node{path: "src", dir: true}, node{path: "target", dir: true})
+			fstest.MakeTree(t, d, fstest.Node{Path: "src", Dir: true}, fstest.Node{Path: "target", Dir: true})
 			tmpfs(t, filepath.Join(d, "target"))
 			return filepath.Join(d, "src"), filepath.Join(d, "target")
 		},
@@ -324,14 +326,14 @@ func TestRootfsErrors(t *testing.T) {
 	}, {
 		name: "target not empty",
 		setup: func(t *testing.T, d string) (string, string) {
-			makeTree(t, d, node{path: "src", dir: true}, node{path: "target/x"})
+			fstest.MakeTree(t, d, fstest.Node{Path: "src", Dir: true}, fstest.Node{Path: "target/x"})
 			return filepath.Join(d, "src"), filepath.Join(d, "target")
 		},
 		want: "rootfs target %d/target: not empty",
 	}, {
 		name: "source cannot be ID-mapped",
 		setup: func(t *testing.T, d string) (string, string) {
-			makeTree(t, d, node{path: "ramfs", dir: true})
+			fstest.MakeTree(t, d, fstest.Node{Path: "ramfs", Dir: true})
 			ramfs(t, filepath.Join(d, "ramfs"))
 			return filepath.Join(d, "ramfs"), filepath.Join(d, "target")
 		},
@@ -345,7 +347,7 @@ func TestRootfsErrors(t *testing.T) {
 	}, {
 		name: "submount cannot be ID-mapped",
 		setup: func(t *testing.T, d string) (string, string) {
-			makeTree(t, d, node{path: "rootfs/dev", dir: true})
+			fstest.MakeTree(t, d, fstest.Node{Path: "rootfs/dev", Dir: true})
 			ramfs(t, filepath.Join(d, "rootfs/dev"))
 			return filepath.Join(d, "rootfs"), filepath.Join(d, "target")
 		},
@@ -362,9 +364,9 @@ func TestRootfsErrors(t *testing.T) {
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d := testDir(t)
+			d := fstest.TestDir(t)
 			source, target := tc.setup(t, d)
-			before := mountsUnder(t, d)
+			before := fstest.MountsUnder(t, d)
 			_, statErr := os.Lstat(target)
 			uids := ctrUIDs
 			if tc.uids != nil {
@@ -379,7 +381,7 @@ func TestRootfsErrors(t *testing.T) {
 			if want := strings.ReplaceAll(tc.want, "%d", d); !strings.Contains(err.Error(), want) {
 				t.Errorf("error %q does not contain %q", err, want)
 			}
-			if after := mountsUnder(t, d); !reflect.DeepEqual(before, after) {
+			if after := fstest.MountsUnder(t, d); !reflect.DeepEqual(before, after) {
 				t.Errorf("mounts before Rootfs %v, after %v", before, after)
 			}
 			if _, err := os.Lstat(target); (err == nil) != (statErr == nil) {
@@ -402,10 +404,10 @@ func TestRootfsErrorsKeepTarget(t *testing.T) {
 	}{{"made by Rootfs", false}, {"there before", true}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d := testDir(t)
+			d := fstest.TestDir(t)
 			target := filepath.Join(d, "run", "rootfs")
 			if tc.existing {
-				makeTree(t, d, node{path: "run/rootfs", dir: true})
+				fstest.MakeTree(t, d, fstest.Node{Path: "run/rootfs", Dir: true})
 			}
 			if err := Rootfs("/proc", target, ctrUIDs, ctrGIDs); err == nil {
 				t.Fatal("no error")
@@ -431,17 +433,17 @@ func TestTeardown(t *testing.T) {
 	}, {
 		name: "empty dir",
 		setup: func(t *testing.T, target string) {
-			makeTree(t, filepath.Dir(target), node{path: filepath.Base(target), dir: true})
+			fstest.MakeTree(t, filepath.Dir(target), fstest.Node{Path: filepath.Base(target), Dir: true})
 		},
 	}, {
 		name: "stacked mounts and submounts",
 		setup: func(t *testing.T, target string) {
-			makeTree(t, filepath.Dir(target), node{path: filepath.Base(target), dir: true})
+			fstest.MakeTree(t, filepath.Dir(target), fstest.Node{Path: filepath.Base(target), Dir: true})
 			tmpfs(t, target)
 			tmpfs(t, target)
-			makeTree(t, target, node{path: "a/b", dir: true})
+			fstest.MakeTree(t, target, fstest.Node{Path: "a/b", Dir: true})
 			tmpfs(t, filepath.Join(target, "a"))
-			makeTree(t, target, node{path: "a/b", dir: true})
+			fstest.MakeTree(t, target, fstest.Node{Path: "a/b", Dir: true})
 			tmpfs(t, filepath.Join(target, "a/b"))
 		},
 	}, {
@@ -456,14 +458,14 @@ func TestTeardown(t *testing.T) {
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d := testDir(t)
+			d := fstest.TestDir(t)
 			target := filepath.Join(d, "rootfs")
 			tc.setup(t, target)
 			for i := 0; i < 2; i++ {
 				if err := Teardown(target); err != nil {
 					t.Fatalf("teardown %d: %v", i+1, err)
 				}
-				if left := mountsUnder(t, target); len(left) > 0 {
+				if left := fstest.MountsUnder(t, target); len(left) > 0 {
 					t.Errorf("teardown %d left %v", i+1, left)
 				}
 				if _, err := os.Lstat(target); !errors.Is(err, os.ErrNotExist) {
@@ -595,7 +597,7 @@ func tmpfs(t *testing.T, dir string) {
 	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, ""); err != nil {
 		t.Fatal(err)
 	}
-	unmountAtEnd(t, dir)
+	fstest.UnmountAtEnd(t, dir)
 }
 
 func ramfs(t *testing.T, dir string) {
@@ -603,5 +605,5 @@ func ramfs(t *testing.T, dir string) {
 	if err := unix.Mount("ramfs", dir, "ramfs", 0, ""); err != nil {
 		t.Fatal(err)
 	}
-	unmountAtEnd(t, dir)
+	fstest.UnmountAtEnd(t, dir)
 }

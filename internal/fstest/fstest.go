@@ -1,7 +1,9 @@
-package mounts
+// Package fstest holds what the kernel-facing tests of idmap and mounts share:
+// a re-exec'd helper that acts as a process Inside a user namespace, and
+// checks that no mount is left behind.
+package fstest
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,17 +15,18 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
-
-	"github.com/moatrt/moat/idmap"
 )
 
 // The test binary doubles as a process "inside" a container: run with
 // helperEnv set, it performs the file operations given as arguments and
 // prints one result per operation as JSON.
-const helperEnv = "MOUNTS_TEST_HELPER"
+const helperEnv = "MOAT_FSTEST_HELPER"
 
-func TestMain(m *testing.M) {
+// Main is a package's TestMain: it runs the helper when the binary was
+// re-executed as one, and the tests otherwise.
+func Main(m *testing.M) {
 	if os.Getenv(helperEnv) == "1" {
 		os.Exit(helperMain(os.Args[1:]))
 	}
@@ -46,7 +49,7 @@ func helperOp(op, path string) string {
 	var err error
 	switch op {
 	case "stat":
-		return statString(path)
+		return StatString(path)
 	case "ls":
 		var ents []os.DirEntry
 		if ents, err = os.ReadDir(path); err == nil {
@@ -81,9 +84,9 @@ func helperOp(op, path string) string {
 	return "ok"
 }
 
-// statString describes path as "uid:gid type", "uid:gid char maj:min" for
+// StatString describes path as "uid:gid type", "uid:gid char maj:min" for
 // devices, or "error: ..." when it cannot be stat'ed.
-func statString(path string) string {
+func StatString(path string) string {
 	var st unix.Stat_t
 	if err := unix.Lstat(path, &st); err != nil {
 		return "error: " + err.Error()
@@ -100,79 +103,67 @@ func statString(path string) string {
 	return s + "other"
 }
 
-// inside runs ops as container uid/gid in a new user namespace with the
+// Inside runs ops as container uid/gid in a new user namespace with the
 // given mapping, like a container process, and returns one result per op.
-func inside(t *testing.T, uids, gids []idmap.Mapping, uid, gid uint32, ops ...string) []string {
+func Inside(t *testing.T, uids, gids []syscall.SysProcIDMap, uid, gid uint32, ops ...string) []string {
 	t.Helper()
-	toSys := func(ms []idmap.Mapping) []syscall.SysProcIDMap {
-		var out []syscall.SysProcIDMap
-		for _, m := range ms {
-			out = append(out, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
-		}
-		return out
-	}
 	cmd := exec.Command("/proc/self/exe", ops...)
 	cmd.Env = append(os.Environ(), helperEnv+"=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS,
-		UidMappings: toSys(uids),
-		GidMappings: toSys(gids),
+		UidMappings: uids,
+		GidMappings: gids,
 		Credential:  &syscall.Credential{Uid: uid, Gid: gid, NoSetGroups: true},
 		Pdeathsig:   syscall.SIGKILL,
 	}
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("inside helper %v: %v", ops, err)
+		t.Fatalf("Inside helper %v: %v", ops, err)
 	}
 	var res []string
 	if err := json.Unmarshal(out, &res); err != nil {
-		t.Fatalf("inside helper output %q: %v", out, err)
+		t.Fatalf("Inside helper output %q: %v", out, err)
 	}
 	return res
 }
 
-// noMountsUnder fails the test if anything is still mounted under dir when
+// NoMountsUnder fails the test if anything is still mounted under dir when
 // the test ends. Register it before the cleanups that unmount.
-func noMountsUnder(t *testing.T, dir string) {
+func NoMountsUnder(t *testing.T, dir string) {
 	t.Helper()
 	t.Cleanup(func() {
-		if left := mountsUnder(t, dir); len(left) > 0 {
+		if left := MountsUnder(t, dir); len(left) > 0 {
 			t.Errorf("mounts left under %s: %v", dir, left)
 		}
 	})
 }
 
-func mountsUnder(t *testing.T, dir string) []string {
+// MountsUnder lists the mount points at or below dir.
+func MountsUnder(t *testing.T, dir string) []string {
 	t.Helper()
-	f, err := os.Open("/proc/self/mountinfo")
+	ms, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
 	var left []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		mp := unescapeOctal(fields[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			left = append(left, mp)
-		}
+	for _, m := range ms {
+		left = append(left, m.Mountpoint)
 	}
 	sort.Strings(left)
 	return left
 }
 
-// unmountAtEnd detaches whatever is mounted at path when the test ends.
-func unmountAtEnd(t *testing.T, path string) {
+// UnmountAtEnd detaches whatever is mounted at path when the test ends.
+func UnmountAtEnd(t *testing.T, path string) {
 	t.Cleanup(func() {
 		for unix.Unmount(path, unix.MNT_DETACH) == nil {
 		}
 	})
 }
 
-// testDir is a fresh directory whose mounts are checked at the end.
-func testDir(t *testing.T) string {
+// TestDir is a fresh directory whose mounts are checked at the end.
+func TestDir(t *testing.T) string {
 	t.Helper()
 	d, err := filepath.EvalSymlinks(t.TempDir())
 	if err != nil {
@@ -184,44 +175,45 @@ func testDir(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
-	noMountsUnder(t, d)
+	NoMountsUnder(t, d)
 	return d
 }
 
-type node struct {
-	path     string
-	dir      bool
-	uid, gid int
-	opaque   bool // trusted.overlay.opaque=y
-	whiteout bool // char device 0/0
+// Node is a file or directory for MakeTree.
+type Node struct {
+	Path     string
+	Dir      bool
+	UID, GID int
+	Opaque   bool // trusted.overlay.opaque=y
+	Whiteout bool // char device 0/0
 }
 
-// makeTree creates nodes under root with the given owners.
-func makeTree(t *testing.T, root string, nodes ...node) {
+// MakeTree creates nodes under root with the given owners.
+func MakeTree(t *testing.T, root string, nodes ...Node) {
 	t.Helper()
 	for _, n := range nodes {
-		p := filepath.Join(root, n.path)
+		p := filepath.Join(root, n.Path)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
 		}
 		var err error
 		switch {
-		case n.whiteout:
+		case n.Whiteout:
 			err = unix.Mknod(p, unix.S_IFCHR|0o000, int(unix.Mkdev(0, 0)))
-		case n.dir:
+		case n.Dir:
 			err = os.Mkdir(p, 0o755)
 		default:
-			err = os.WriteFile(p, []byte(n.path), 0o644)
+			err = os.WriteFile(p, []byte(n.Path), 0o644)
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n.opaque {
+		if n.Opaque {
 			if err := unix.Setxattr(p, "trusted.overlay.opaque", []byte("y"), 0); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if err := os.Lchown(p, n.uid, n.gid); err != nil {
+		if err := os.Lchown(p, n.UID, n.GID); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,0 +1,18 @@
+package idmap
+
+import (
+	"syscall"
+	"testing"
+
+	"github.com/moatrt/moat/internal/fstest"
+)
+
+func TestMain(m *testing.M) { fstest.Main(m) }
+
+func sysMap(ms []Mapping) []syscall.SysProcIDMap {
+	var out []syscall.SysProcIDMap
+	for _, m := range ms {
+		out = append(out, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
+	}
+	return out
+}
