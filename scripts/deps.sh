@@ -19,6 +19,6 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 if ! command -v go >/dev/null && [ ! -x /usr/local/go/bin/go ]; then
-  echo "Go 1.22 or newer is needed (Debian 12's golang-go is too old): install it at /usr/local/go" >&2
+  echo "Go 1.21 or newer is needed (Debian 12 golang-go is 1.19): install it at /usr/local/go" >&2
   exit 1
 fi
