@@ -250,36 +250,27 @@ func TestMountOverlay(t *testing.T) {
 		t.Errorf("host view of user1000: %q", got)
 	}
 
-	steps := []struct {
-		uid      uint32
-		op, path string
-		want     string
-	}{
-		{0, "stat", "/", "0:0 dir"},
-		{0, "stat", "root0", "0:0 file"},
-		{0, "stat", "user1000", "1000:1000 file"},
-		{0, "ls", "opq", "shown"},
-		{0, "stat", "gone", "error: no such file or directory"},
-		{0, "ls", "/", "home,opq,root0,user1000"},
-		{0, "mkfile", "new0", "ok"},
-		{0, "mkdir", "dir0", "ok"},
-		{0, "stat", "new0", "0:0 file"},
-		{0, "rm", "root0", "ok"},
-		{0, "stat", "root0", "error: no such file or directory"},
-		{0, "mkfile", "opq/new", "ok"},
-		{0, "ls", "opq", "new,shown"},
-		{1000, "mkfile", "home/new1000", "ok"},
-		{1000, "mkdir", "home/dir1000", "ok"},
-		{1000, "write", "user1000", "ok"},
-		{1000, "mkfile", "denied", "error: permission denied"},
-		{1000, "stat", "home/new1000", "1000:1000 file"},
+	steps := []fstest.Step{
+		{UID: 0, Op: "stat", Path: "/", Want: "0:0 dir"},
+		{UID: 0, Op: "stat", Path: "root0", Want: "0:0 file"},
+		{UID: 0, Op: "stat", Path: "user1000", Want: "1000:1000 file"},
+		{UID: 0, Op: "ls", Path: "opq", Want: "shown"},
+		{UID: 0, Op: "stat", Path: "gone", Want: "error: no such file or directory"},
+		{UID: 0, Op: "ls", Path: "/", Want: "home,opq,root0,user1000"},
+		{UID: 0, Op: "mkfile", Path: "new0", Want: "ok"},
+		{UID: 0, Op: "mkdir", Path: "dir0", Want: "ok"},
+		{UID: 0, Op: "stat", Path: "new0", Want: "0:0 file"},
+		{UID: 0, Op: "rm", Path: "root0", Want: "ok"},
+		{UID: 0, Op: "stat", Path: "root0", Want: "error: no such file or directory"},
+		{UID: 0, Op: "mkfile", Path: "opq/new", Want: "ok"},
+		{UID: 0, Op: "ls", Path: "opq", Want: "new,shown"},
+		{UID: 1000, Op: "mkfile", Path: "home/new1000", Want: "ok"},
+		{UID: 1000, Op: "mkdir", Path: "home/dir1000", Want: "ok"},
+		{UID: 1000, Op: "write", Path: "user1000", Want: "ok"},
+		{UID: 1000, Op: "mkfile", Path: "denied", Want: "error: permission denied"},
+		{UID: 1000, Op: "stat", Path: "home/new1000", Want: "1000:1000 file"},
 	}
-	for _, s := range steps {
-		got := fstest.Inside(t, sysMap(ctrUIDs), sysMap(ctrGIDs), s.uid, s.uid, s.op, filepath.Join(m, s.path))
-		if got[0] != s.want {
-			t.Errorf("uid %d: %s %s = %q, want %q", s.uid, s.op, s.path, got[0], s.want)
-		}
-	}
+	fstest.RunSteps(t, sysMap(ctrUIDs), sysMap(ctrGIDs), m, steps)
 
 	// On disk the upper layer holds image-native IDs.
 	disk := map[string]string{
@@ -295,11 +286,7 @@ func TestMountOverlay(t *testing.T) {
 		"gone":             "error: no such file or directory",
 		"../work/work/new": "error: no such file or directory",
 	}
-	for p, want := range disk {
-		if got := fstest.StatString(filepath.Join(o.Upper, p)); got != want {
-			t.Errorf("upper/%s on disk is %q, want %q", p, got, want)
-		}
-	}
+	fstest.CheckOnDisk(t, o.Upper, disk)
 	if b, err := os.ReadFile(filepath.Join(o.Upper, "user1000")); err != nil || string(b) != "user1000more" {
 		t.Errorf("copied-up user1000 holds %q, %v", b, err)
 	}

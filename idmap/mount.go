@@ -1,14 +1,13 @@
 package idmap
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -52,37 +51,36 @@ func idmapError(path string, userns *os.File, recursive bool, err error) error {
 		}
 	}
 	switch {
-	case merr == nil && m.idmapped:
-		return fmt.Errorf("ID-map %s: %s is already an ID-mapped mount: %w", path, m.mountpoint, err)
+	case merr == nil && isIDMapped(m):
+		return fmt.Errorf("ID-map %s: %s is already an ID-mapped mount: %w", path, m.Mountpoint, err)
 	case !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.EOPNOTSUPP):
 		return fmt.Errorf("ID-map %s: %w", path, err)
 	case merr != nil:
 		return fmt.Errorf("ID-map %s: the filesystem of %s does not support ID-mapped mounts: %w", path, path, err)
 	}
 	where := path
-	if m.id != own.id {
-		where = fmt.Sprintf("%s (mounted at %s)", path, m.mountpoint)
+	if m.ID != own.ID {
+		where = fmt.Sprintf("%s (mounted at %s)", path, m.Mountpoint)
 	}
-	return fmt.Errorf("ID-map %s: the %s filesystem of %s does not support ID-mapped mounts: %w", path, m.fstype, where, err)
+	return fmt.Errorf("ID-map %s: the %s filesystem of %s does not support ID-mapped mounts: %w", path, m.FSType, where, err)
 }
 
 // refusingSubmount returns the first mount of the tree at path, in mount
 // order, that cannot be ID-mapped on its own.
-func refusingSubmount(path string, top *mountEntry, userns *os.File) *mountEntry {
+func refusingSubmount(path string, top *mountinfo.Info, userns *os.File) *mountinfo.Info {
 	real, err := filepath.EvalSymlinks(path)
 	if err != nil {
 		return nil
 	}
-	ms, err := readMountinfo()
+	ms, err := mountinfo.GetMounts(nil)
 	if err != nil {
 		return nil
 	}
 	prefix := strings.TrimSuffix(real, "/") + "/"
-	for i := range ms {
-		m := &ms[i]
-		p := m.mountpoint
+	for _, m := range ms {
+		p := m.Mountpoint
 		switch {
-		case m.id == top.id:
+		case m.ID == top.ID:
 			p = real
 		case !strings.HasPrefix(p, prefix):
 			continue
@@ -108,29 +106,22 @@ func Attach(tree *os.File, target string) error {
 	return nil
 }
 
-type mountEntry struct {
-	id         int
-	mountpoint string
-	fstype     string
-	idmapped   bool
-}
-
 // mountOf returns the mount that path is on.
-func mountOf(path string) (*mountEntry, error) {
+func mountOf(path string) (*mountinfo.Info, error) {
 	id, err := mountID(path)
 	if err != nil {
 		return nil, err
 	}
-	ms, err := readMountinfo()
+	ms, err := mountinfo.GetMounts(func(m *mountinfo.Info) (bool, bool) {
+		return uint64(m.ID) != id, uint64(m.ID) == id
+	})
 	if err != nil {
 		return nil, err
 	}
-	for i := range ms {
-		if uint64(ms[i].id) == id {
-			return &ms[i], nil
-		}
+	if len(ms) == 0 {
+		return nil, fmt.Errorf("mount %d of %s not in mountinfo", id, path)
 	}
-	return nil, fmt.Errorf("mount %d of %s not in mountinfo", id, path)
+	return ms[0], nil
 }
 
 func mountID(path string) (uint64, error) {
@@ -141,69 +132,13 @@ func mountID(path string) (uint64, error) {
 	return st.Mnt_id, nil
 }
 
-// readMountinfo reads the fields of /proc/self/mountinfo that error
-// messages need. (This package calls only golang.org/x/sys.)
-func readMountinfo() ([]mountEntry, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var ms []mountEntry
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// id parent maj:min root mountpoint options [optional...] - fstype source superoptions
-		fields := strings.Fields(sc.Text())
-		sep := -1
-		for i := 6; i < len(fields); i++ {
-			if fields[i] == "-" {
-				sep = i
-				break
-			}
-		}
-		if sep < 0 || sep+1 >= len(fields) {
-			continue
-		}
-		id, err := strconv.Atoi(fields[0])
-		if err != nil {
-			continue
-		}
-		ms = append(ms, mountEntry{
-			id:         id,
-			mountpoint: unescapeOctal(fields[4]),
-			fstype:     fields[sep+1],
-			idmapped:   hasOption(fields[5], "idmapped"),
-		})
-	}
-	return ms, sc.Err()
-}
-
-func hasOption(opts, opt string) bool {
-	for _, o := range strings.Split(opts, ",") {
-		if o == opt {
+func isIDMapped(m *mountinfo.Info) bool {
+	for _, o := range strings.Split(m.Options, ",") {
+		if o == "idmapped" {
 			return true
 		}
 	}
 	return false
-}
-
-// unescapeOctal undoes the kernel's \NNN escaping of mountinfo fields.
-func unescapeOctal(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // commonDir returns the deepest directory that holds both a and b.

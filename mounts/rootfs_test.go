@@ -199,31 +199,22 @@ func TestRootfsOverlay(t *testing.T) {
 // it at target, and what its writes leave in the upper layer on disk.
 func checkContainerView(t *testing.T, l *dockerLayout, target string) {
 	t.Helper()
-	steps := []struct {
-		uid      uint32
-		op, path string
-		want     string
-	}{
-		{0, "stat", "/", "0:0 dir"},
-		{0, "stat", "root0", "0:0 file"},
-		{0, "stat", "user1000", "1000:1000 file"},
-		{0, "stat", "home", "1000:1000 dir"},
-		{0, "ls", "opq", "shown"},
-		{0, "stat", "gone", "error: no such file or directory"},
-		{0, "mkfile", "new0", "ok"},
-		{0, "mkdir", "dir0", "ok"},
-		{0, "rm", "user1000", "ok"},
-		{0, "stat", "user1000", "error: no such file or directory"},
-		{1000, "mkfile", "home/new1000", "ok"},
-		{1000, "mkdir", "home/dir1000", "ok"},
-		{1000, "mkfile", "denied", "error: permission denied"},
+	steps := []fstest.Step{
+		{UID: 0, Op: "stat", Path: "/", Want: "0:0 dir"},
+		{UID: 0, Op: "stat", Path: "root0", Want: "0:0 file"},
+		{UID: 0, Op: "stat", Path: "user1000", Want: "1000:1000 file"},
+		{UID: 0, Op: "stat", Path: "home", Want: "1000:1000 dir"},
+		{UID: 0, Op: "ls", Path: "opq", Want: "shown"},
+		{UID: 0, Op: "stat", Path: "gone", Want: "error: no such file or directory"},
+		{UID: 0, Op: "mkfile", Path: "new0", Want: "ok"},
+		{UID: 0, Op: "mkdir", Path: "dir0", Want: "ok"},
+		{UID: 0, Op: "rm", Path: "user1000", Want: "ok"},
+		{UID: 0, Op: "stat", Path: "user1000", Want: "error: no such file or directory"},
+		{UID: 1000, Op: "mkfile", Path: "home/new1000", Want: "ok"},
+		{UID: 1000, Op: "mkdir", Path: "home/dir1000", Want: "ok"},
+		{UID: 1000, Op: "mkfile", Path: "denied", Want: "error: permission denied"},
 	}
-	for _, s := range steps {
-		got := fstest.Inside(t, sysMap(ctrUIDs), sysMap(ctrGIDs), s.uid, s.uid, s.op, filepath.Join(target, s.path))
-		if got[0] != s.want {
-			t.Errorf("uid %d: %s %s = %q, want %q", s.uid, s.op, s.path, got[0], s.want)
-		}
-	}
+	fstest.RunSteps(t, sysMap(ctrUIDs), sysMap(ctrGIDs), target, steps)
 	disk := map[string]string{
 		"new0":         "0:0 file",
 		"dir0":         "0:0 dir",
@@ -232,11 +223,7 @@ func checkContainerView(t *testing.T, l *dockerLayout, target string) {
 		"home/dir1000": "1000:1000 dir",
 		"user1000":     "0:0 char 0:0", // a whiteout
 	}
-	for p, want := range disk {
-		if got := fstest.StatString(filepath.Join(l.upper, p)); got != want {
-			t.Errorf("upper/%s on disk is %q, want %q", p, got, want)
-		}
-	}
+	fstest.CheckOnDisk(t, l.upper, disk)
 	// The host sees the container's files as the container's host IDs.
 	if got := fstest.StatString(filepath.Join(target, "home/new1000")); got != "101000:301000 file" {
 		t.Errorf("host view of home/new1000: %q", got)

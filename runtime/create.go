@@ -103,25 +103,9 @@ func (r *Runtime) launch(o CreateOpts, run bool) (status int, retErr error) {
 	if err != nil {
 		return -1, err
 	}
-	if err := s.started(); err != nil {
-		_ = p.Signal(unix.SIGKILL)
-		_, _ = p.Wait()
-		return -1, err
-	}
-	if o.IO.PidFile != "" {
-		pid, _ := p.Pid()
-		if err := writePidFile(o.IO.PidFile, pid); err != nil {
-			_ = p.Signal(unix.SIGKILL)
-			_, _ = p.Wait()
-			return -1, err
-		}
-	}
-	if o.IO.Detach {
-		return 0, nil
-	}
-	status, err = forward(p, s, sigs)
-	if err != nil {
-		return -1, err
+	status, err = afterStart(p, s, o.IO, sigs)
+	if err != nil || o.IO.Detach {
+		return status, err
 	}
 	if err := r.Delete(o.ID, true); err != nil {
 		logrus.Warnf("delete %s after run: %v", o.ID, err)
@@ -162,14 +146,15 @@ func (r *Runtime) prepare(o CreateOpts, rollback *undo) (*libcontainer.Container
 		return nil, nil, fmt.Errorf("error in the container spec: invalid or unsupported container spec: %w", err)
 	}
 
-	start, _ := userns.ProcessStart(os.Getpid())
-	owner := userns.Owner{Root: r.root, ID: o.ID, PID: os.Getpid(), PIDStart: start}
+	// The allocator records this process's start time with its PID, so a
+	// range being created is never taken for a dead container's.
+	owner := userns.Owner{Root: r.root, ID: o.ID, PID: os.Getpid()}
 	rng, err := r.ids.Allocate(owner, r.alive)
 	if err != nil {
 		return nil, nil, fmt.Errorf("allocate ids for %s: %w", o.ID, err)
 	}
 	rollback.add(func() {
-		if err := r.ids.Release(r.root, o.ID); err != nil {
+		if _, err := r.ids.Release(r.root, o.ID); err != nil {
 			logrus.Warnf("release ids of %s: %v", o.ID, err)
 		}
 	})

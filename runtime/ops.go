@@ -111,23 +111,7 @@ func (r *Runtime) Exec(o ExecOpts) (int, error) {
 	if err := c.Run(p); err != nil {
 		return -1, err
 	}
-	if err := s.started(); err != nil {
-		_ = p.Signal(unix.SIGKILL)
-		_, _ = p.Wait()
-		return -1, err
-	}
-	if o.IO.PidFile != "" {
-		pid, _ := p.Pid()
-		if err := writePidFile(o.IO.PidFile, pid); err != nil {
-			_ = p.Signal(unix.SIGKILL)
-			_, _ = p.Wait()
-			return -1, err
-		}
-	}
-	if o.IO.Detach {
-		return 0, nil
-	}
-	return forward(p, s, sigs)
+	return afterStart(p, s, o.IO, sigs)
 }
 
 // Kill sends sig to the container's init. With all, a stopped container is
@@ -198,11 +182,8 @@ func (r *Runtime) release(id string) (bool, error) {
 	if err := mounts.Teardown(target); err != nil {
 		return false, fmt.Errorf("unmount rootfs of %s: %w", id, err)
 	}
-	_, held, err := r.ids.Get(r.root, id)
+	held, err := r.ids.Release(r.root, id)
 	if err != nil {
-		return false, err
-	}
-	if err := r.ids.Release(r.root, id); err != nil {
 		return false, fmt.Errorf("release ids of %s: %w", id, err)
 	}
 	return held || statErr == nil, nil
@@ -309,20 +290,6 @@ func (r *Runtime) Resume(id string) error {
 		return err
 	}
 	return c.Resume()
-}
-
-// Stats returns the container's cgroup statistics.
-func (r *Runtime) Stats(id string) (*libcontainer.Stats, error) {
-	c, err := r.load(id)
-	if err != nil {
-		return nil, err
-	}
-	return c.Stats()
-}
-
-// Container opens a container for callers that watch it (events).
-func (r *Runtime) Container(id string) (*libcontainer.Container, error) {
-	return r.load(id)
 }
 
 // Ranges lists the ID ranges held host-wide, by every state root.

@@ -266,6 +266,27 @@ func (s *stdio) close() {
 	}
 }
 
+// afterStart finishes a process that libcontainer started: it waits for
+// the terminal hand-over, writes the pid file, and in the foreground relays
+// signals until the process exits, returning its status. A process whose
+// setup fails here is killed.
+func afterStart(p *libcontainer.Process, s *stdio, o IOOpts, sigs chan os.Signal) (int, error) {
+	err := s.started()
+	if err == nil && o.PidFile != "" {
+		pid, _ := p.Pid()
+		err = writePidFile(o.PidFile, pid)
+	}
+	if err != nil {
+		_ = p.Signal(unix.SIGKILL)
+		_, _ = p.Wait()
+		return -1, err
+	}
+	if o.Detach {
+		return 0, nil
+	}
+	return forward(p, s, sigs)
+}
+
 // writePidFile writes pid atomically (create and rename), as runc does,
 // because the shim polls for it.
 func writePidFile(path string, pid int) error {

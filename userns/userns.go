@@ -175,13 +175,16 @@ func (a *Allocator) exhausted(uid, gid subID) error {
 		a.cfg.SubGIDFile, a.cfg.User, gid.start, gid.count, a.cfg.Size)
 }
 
-// Release frees the range of the container id under root. Releasing what is
-// not allocated is not an error.
-func (a *Allocator) Release(root, id string) error {
+// Release frees the range of the container id under root and reports
+// whether there was one. Releasing what is not allocated is not an error.
+func (a *Allocator) Release(root, id string) (bool, error) {
 	key := Owner{Root: root, ID: id}.Key()
-	return a.update(func(st *state) (bool, error) {
-		return st.remove(key), nil
+	var held bool
+	err := a.update(func(st *state) (bool, error) {
+		held = st.remove(key)
+		return held, nil
 	})
+	return held, err
 }
 
 // Get returns the range of the container id under root, if it has one.

@@ -244,7 +244,7 @@ func TestReleaseAndReuse(t *testing.T) {
 	for _, id := range []string{"a", "b", "c"} {
 		mustAllocate(t, a, owner(id))
 	}
-	if err := a.Release("/run/test", "b"); err != nil {
+	if _, err := a.Release("/run/test", "b"); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok, err := a.Get("/run/test", "b"); err != nil || ok {
@@ -252,7 +252,7 @@ func TestReleaseAndReuse(t *testing.T) {
 	}
 	// Releasing twice, or what never was, is fine.
 	for _, id := range []string{"b", "never"} {
-		if err := a.Release("/run/test", id); err != nil {
+		if _, err := a.Release("/run/test", id); err != nil {
 			t.Errorf("release %s: %v", id, err)
 		}
 	}
@@ -409,7 +409,7 @@ func TestCorruptState(t *testing.T) {
 			}
 			calls := map[string]func() error{
 				"allocate": func() error { _, err := a.Allocate(owner("a"), func(Owner) bool { return false }); return err },
-				"release":  func() error { return a.Release("r", "a") },
+				"release":  func() error { _, err := a.Release("r", "a"); return err },
 				"get":      func() error { _, _, err := a.Get("r", "a"); return err },
 				"list":     func() error { _, err := a.List(); return err },
 				"reclaim":  func() error { _, err := a.Reclaim(func(Owner) bool { return false }); return err },
@@ -532,7 +532,7 @@ func churn(a *Allocator, name string) error {
 		}
 	}
 	for i := 0; i < helperRound; i += 2 {
-		if err := a.Release("/run/test", o(i).ID); err != nil {
+		if _, err := a.Release("/run/test", o(i).ID); err != nil {
 			return err
 		}
 	}

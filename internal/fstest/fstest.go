@@ -218,3 +218,33 @@ func MakeTree(t *testing.T, root string, nodes ...Node) {
 		}
 	}
 }
+
+// Step is one operation a container process performs, as uid (gid alike),
+// on a path relative to the root under test, and the result it must give.
+type Step struct {
+	UID      uint32
+	Op, Path string
+	Want     string
+}
+
+// RunSteps performs steps inside a user namespace with the given mapping,
+// one helper process each, and reports every result that differs.
+func RunSteps(t *testing.T, uids, gids []syscall.SysProcIDMap, root string, steps []Step) {
+	t.Helper()
+	for _, s := range steps {
+		got := Inside(t, uids, gids, s.UID, s.UID, s.Op, filepath.Join(root, s.Path))
+		if got[0] != s.Want {
+			t.Errorf("uid %d: %s %s = %q, want %q", s.UID, s.Op, s.Path, got[0], s.Want)
+		}
+	}
+}
+
+// CheckOnDisk compares StatString of each path under dir with its want.
+func CheckOnDisk(t *testing.T, dir string, want map[string]string) {
+	t.Helper()
+	for p, w := range want {
+		if got := StatString(filepath.Join(dir, p)); got != w {
+			t.Errorf("%s on disk is %q, want %q", filepath.Join(dir, p), got, w)
+		}
+	}
+}
