@@ -70,7 +70,7 @@ func (r *Runtime) launch(o CreateOpts, run bool) (status int, retErr error) {
 			rollback.run()
 		}
 	}()
-	c, spec, err := r.prepare(o, &rollback)
+	c, spec, ids, err := r.prepare(o, &rollback)
 	if err != nil {
 		return -1, err
 	}
@@ -90,7 +90,7 @@ func (r *Runtime) launch(o CreateOpts, run bool) (status int, retErr error) {
 		_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 		sigs = notifySignals()
 	}
-	s, err := setupIO(p, spec.Process.Terminal, o.IO, int(spec.Linux.UIDMappings[0].HostID), int(spec.Linux.GIDMappings[0].HostID))
+	s, err := setupIO(p, spec.Process.Terminal, o.IO, int(ids.UID), int(ids.GID))
 	if err != nil {
 		return -1, err
 	}
@@ -127,31 +127,32 @@ func addPreservedFDs(p *libcontainer.Process, n int) error {
 // prepare does everything up to an existing libcontainer container whose
 // init has not been started. Each step that leaves something behind adds its
 // undo to rollback.
-func (r *Runtime) prepare(o CreateOpts, rollback *undo) (*libcontainer.Container, *specs.Spec, error) {
+func (r *Runtime) prepare(o CreateOpts, rollback *undo) (*libcontainer.Container, *specs.Spec, Mapping, error) {
 	if err := checkID(o.ID); err != nil {
-		return nil, nil, err
+		return nil, nil, Mapping{}, err
 	}
 	bundle, err := filepath.Abs(o.Bundle)
 	if err != nil {
-		return nil, nil, fmt.Errorf("bundle %s: %w", o.Bundle, err)
+		return nil, nil, Mapping{}, fmt.Errorf("bundle %s: %w", o.Bundle, err)
 	}
 	spec, err := LoadSpec(bundle)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, Mapping{}, err
 	}
 	if _, err := os.Stat(r.stateDir(o.ID)); err == nil {
-		return nil, nil, fmt.Errorf("container %s already exists", o.ID)
+		return nil, nil, Mapping{}, fmt.Errorf("container %s already exists", o.ID)
 	}
 	if err := checkHostNamespaces(spec); err != nil {
-		return nil, nil, fmt.Errorf("error in the container spec: invalid or unsupported container spec: %w", err)
+		return nil, nil, Mapping{}, fmt.Errorf("error in the container spec: invalid or unsupported container spec: %w", err)
 	}
 
-	// The allocator records this process's start time with its PID, so a
-	// range being created is never taken for a dead container's.
-	owner := userns.Owner{Root: r.root, ID: o.ID, PID: os.Getpid()}
-	rng, err := r.ids.Allocate(owner, r.alive)
+	join, err := joinedUserns(spec)
 	if err != nil {
-		return nil, nil, fmt.Errorf("allocate ids for %s: %w", o.ID, err)
+		return nil, nil, Mapping{}, fmt.Errorf("error in the container spec: %w", err)
+	}
+	rng, err := r.takeIDs(o.ID, join)
+	if err != nil {
+		return nil, nil, Mapping{}, err
 	}
 	rollback.add(func() {
 		if _, err := r.ids.Release(r.root, o.ID); err != nil {
@@ -159,9 +160,15 @@ func (r *Runtime) prepare(o CreateOpts, rollback *undo) (*libcontainer.Container
 		}
 	})
 	m := Mapping{UID: rng.UID, GID: rng.GID, Size: rng.Size}
-	logrus.Debugf("container %s: uid %d gid %d size %d", o.ID, m.UID, m.GID, m.Size)
+	logrus.Debugf("container %s: uid %d gid %d size %d shared %t", o.ID, m.UID, m.GID, m.Size, rng.Shared)
 
-	applyUserns(spec, m, "")
+	joinPath := ""
+	if join != nil {
+		joinPath = join.userns
+	}
+	if err := applyUserns(spec, m, joinPath); err != nil {
+		return nil, nil, Mapping{}, err
+	}
 	idmapBinds(spec)
 	filterDevices(spec)
 
@@ -178,13 +185,13 @@ func (r *Runtime) prepare(o CreateOpts, rollback *undo) (*libcontainer.Container
 	uids := []idmap.Mapping{{ContainerID: 0, HostID: m.UID, Size: m.Size}}
 	gids := []idmap.Mapping{{ContainerID: 0, HostID: m.GID, Size: m.Size}}
 	if err := mounts.Rootfs(source, target, uids, gids); err != nil {
-		return nil, nil, fmt.Errorf("rootfs %s: %w", source, err)
+		return nil, nil, Mapping{}, fmt.Errorf("rootfs %s: %w", source, err)
 	}
 	spec.Root.Path = target
 
 	// specconv resolves relative paths and records the bundle from the cwd.
 	if err := os.Chdir(bundle); err != nil {
-		return nil, nil, err
+		return nil, nil, Mapping{}, err
 	}
 	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
 		CgroupName:       o.ID,
@@ -194,19 +201,42 @@ func (r *Runtime) prepare(o CreateOpts, rollback *undo) (*libcontainer.Container
 		Spec:             spec,
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("convert spec: %w", err)
+		return nil, nil, Mapping{}, fmt.Errorf("convert spec: %w", err)
 	}
 	c, err := libcontainer.Create(r.root, o.ID, config)
 	if errors.Is(err, libcontainer.ErrExist) {
-		return nil, nil, fmt.Errorf("container %s already exists", o.ID)
+		return nil, nil, Mapping{}, fmt.Errorf("container %s already exists", o.ID)
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, Mapping{}, err
 	}
 	rollback.add(func() {
 		if err := c.Destroy(); err != nil {
 			logrus.Warnf("destroy %s: %v", o.ID, err)
 		}
 	})
-	return c, spec, nil
+	return c, spec, m, nil
+}
+
+// takeIDs gives container id its ID range: the range of the container whose
+// user namespace it joins, or an exclusive one of its own. The allocator
+// records this process's PID and start time with the range, so a range being
+// created is never taken for a dead container's.
+func (r *Runtime) takeIDs(id string, join *joinTarget) (userns.Range, error) {
+	owner := userns.Owner{Root: r.root, ID: id, PID: os.Getpid()}
+	if join == nil {
+		rng, err := r.ids.Allocate(owner, r.alive)
+		if err != nil {
+			return rng, fmt.Errorf("allocate ids for %s: %w", id, err)
+		}
+		return rng, nil
+	}
+	rng, err := r.ids.Join(owner, join.uid, r.alive)
+	if errors.Is(err, userns.ErrNotAllocated) {
+		return rng, fmt.Errorf("error in the container spec: namespace %s belongs to no moat container (%w); moat containers can only join the namespaces of other moat containers", join.via, err)
+	}
+	if err != nil {
+		return rng, fmt.Errorf("share ids of the container of %s with %s: %w", join.via, id, err)
+	}
+	return rng, nil
 }

@@ -10,8 +10,8 @@ import (
 )
 
 // isolatedNamespaces are the namespaces a container may never share with the
-// host: with them, its root could reach host processes, network, IPC or
-// hostname despite the user namespace. The names are docker's words.
+// host: with them, its root could reach host processes, network, IPC,
+// hostname or mounts despite the user namespace. The names are docker's words.
 var isolatedNamespaces = []struct {
 	typ  specs.LinuxNamespaceType
 	proc string // name under /proc/<pid>/ns
@@ -21,6 +21,7 @@ var isolatedNamespaces = []struct {
 	{specs.NetworkNamespace, "net", "network"},
 	{specs.IPCNamespace, "ipc", "ipc"},
 	{specs.UTSNamespace, "uts", "uts"},
+	{specs.MountNamespace, "mnt", "mount"},
 }
 
 // HostNamespaceError names every namespace a spec would share with the host.

@@ -79,3 +79,63 @@ func TestHostNamespaceMessage(t *testing.T) {
 		t.Fatalf("got %q\nwant %q", err.Error(), want)
 	}
 }
+
+// containerNS starts a process in a user and network namespace of its own,
+// mapped from hostID, like a moat container's init, and returns its pid.
+func containerNS(t *testing.T, hostID int) int {
+	t.Helper()
+	cmd := exec.Command("sleep", "600")
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET | syscall.CLONE_NEWIPC,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: hostID, Size: 65536}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: hostID, Size: 65536}},
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	return cmd.Process.Pid
+}
+
+func TestJoinedUserns(t *testing.T) {
+	a, b := containerNS(t, 900000), containerNS(t, 965536)
+	ns := func(pid int, kind string) string { return "/proc/" + strconv.Itoa(pid) + "/ns/" + kind }
+	tests := []struct {
+		name    string
+		nss     []specs.LinuxNamespace
+		wantUID uint32 // 0: no join
+		wantErr bool
+	}{
+		{"all private", []specs.LinuxNamespace{{Type: specs.NetworkNamespace}}, 0, false},
+		{"host-owned netns", []specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: otherNetns(t)}}, 0, false},
+		{"container netns", []specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: ns(a, "net")}}, 900000, false},
+		{"net and ipc of one", []specs.LinuxNamespace{
+			{Type: specs.NetworkNamespace, Path: ns(a, "net")}, {Type: specs.IPCNamespace, Path: ns(a, "ipc")}}, 900000, false},
+		{"two containers", []specs.LinuxNamespace{
+			{Type: specs.NetworkNamespace, Path: ns(a, "net")}, {Type: specs.IPCNamespace, Path: ns(b, "ipc")}}, 0, true},
+		{"caller's userns path is ignored", []specs.LinuxNamespace{{Type: specs.UserNamespace, Path: ns(b, "user")}}, 0, false},
+		{"missing path", []specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: "/proc/self/ns/nope"}}, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := joinedUserns(&specs.Spec{Linux: &specs.Linux{Namespaces: tt.nss}})
+			switch {
+			case tt.wantErr:
+				if err == nil {
+					t.Fatalf("no error, got %+v", got)
+				}
+			case err != nil:
+				t.Fatal(err)
+			case tt.wantUID == 0 && got != nil:
+				t.Fatalf("joins %+v, want a user namespace of its own", got)
+			case tt.wantUID != 0 && (got == nil || got.uid != tt.wantUID):
+				t.Fatalf("got %+v, want the range from %d", got, tt.wantUID)
+			case got != nil && got.userns != ns(a, "user"):
+				t.Fatalf("userns path %s, want %s", got.userns, ns(a, "user"))
+			}
+		})
+	}
+}

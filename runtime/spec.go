@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // LoadSpec reads and checks <bundle>/config.json. Its errors name the bundle
@@ -92,21 +93,49 @@ type Mapping struct {
 }
 
 // applyUserns puts the container into a user namespace of its own with the
-// given mapping. Whatever the caller asked for (--userns=host, its own
-// mappings, a path to another namespace) is overridden: the mapping is the
-// isolation boundary and not the caller's to choose.
-func applyUserns(spec *specs.Spec, m Mapping, joinUserns string) {
+// given mapping, or into joinUserns (another moat container's, whose mapping
+// m is) when it joins that container's namespaces. Whatever the caller asked
+// for (--userns=host, its own mappings, a path to another namespace) is
+// overridden: the mapping is the isolation boundary and not the caller's to
+// choose. Cgroup and time namespaces are always the container's own; the
+// time namespace starts the boot clock at zero, so /proc/uptime is the
+// container's.
+func applyUserns(spec *specs.Spec, m Mapping, joinUserns string) error {
 	nss := spec.Linux.Namespaces[:0]
 	for _, ns := range spec.Linux.Namespaces {
-		if ns.Type != specs.UserNamespace {
+		switch ns.Type {
+		case specs.UserNamespace, specs.CgroupNamespace, specs.TimeNamespace:
+		default:
 			nss = append(nss, ns)
 		}
 	}
-	spec.Linux.Namespaces = append(nss, specs.LinuxNamespace{Type: specs.UserNamespace, Path: joinUserns})
-	spec.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: m.UID, Size: m.Size}}
-	spec.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: m.GID, Size: m.Size}}
-	ensureNamespace(spec, specs.CgroupNamespace)
+	spec.Linux.Namespaces = append(nss,
+		specs.LinuxNamespace{Type: specs.UserNamespace, Path: joinUserns},
+		specs.LinuxNamespace{Type: specs.CgroupNamespace},
+		specs.LinuxNamespace{Type: specs.TimeNamespace})
+	spec.Linux.UIDMappings, spec.Linux.GIDMappings = nil, nil
+	if joinUserns == "" {
+		// libcontainer reads the mapping of a joined namespace itself.
+		spec.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: m.UID, Size: m.Size}}
+		spec.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: m.GID, Size: m.Size}}
+	}
 	clampPingGroupRange(spec, m.Size)
+	return resetBoottime(spec)
+}
+
+// resetBoottime offsets the container's boot clock by the host's uptime.
+// The kernel refuses an offset that makes the clock negative when it is
+// set; the clock only grows until then, so whole seconds are safe.
+func resetBoottime(spec *specs.Spec) error {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return fmt.Errorf("read boot clock: %w", err)
+	}
+	if spec.Linux.TimeOffsets == nil {
+		spec.Linux.TimeOffsets = map[string]specs.LinuxTimeOffset{}
+	}
+	spec.Linux.TimeOffsets["boottime"] = specs.LinuxTimeOffset{Secs: -ts.Sec}
+	return nil
 }
 
 // clampPingGroupRange keeps net.ipv4.ping_group_range inside the mapped
@@ -129,15 +158,6 @@ func clampPingGroupRange(spec *specs.Spec, size uint32) {
 		lo = hi
 	}
 	spec.Linux.Sysctl[key] = fmt.Sprintf("%d %d", lo, hi)
-}
-
-func ensureNamespace(spec *specs.Spec, t specs.LinuxNamespaceType) {
-	for _, ns := range spec.Linux.Namespaces {
-		if ns.Type == t {
-			return
-		}
-	}
-	spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: t})
 }
 
 // idmapBinds makes every bind mount ID-mapped with the container's mapping,

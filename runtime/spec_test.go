@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 func TestLoadSpecErrors(t *testing.T) {
@@ -59,25 +60,34 @@ func TestApplyUsernsOverridesCaller(t *testing.T) {
 		Namespaces: []specs.LinuxNamespace{
 			{Type: specs.PIDNamespace},
 			{Type: specs.UserNamespace, Path: "/proc/1/ns/user"},
+			{Type: specs.CgroupNamespace, Path: "/proc/1/ns/cgroup"},
+			{Type: specs.TimeNamespace, Path: "/proc/1/ns/time"},
 		},
 		UIDMappings: []specs.LinuxIDMapping{{ContainerID: 0, HostID: 0, Size: 4294967295}},
 		Sysctl:      map[string]string{"net.ipv4.ping_group_range": "0 2147483647"},
 	}}
-	applyUserns(spec, Mapping{UID: 165536, GID: 165536, Size: 65536}, "")
-	var user, cgroup int
+	if err := applyUserns(spec, Mapping{UID: 165536, GID: 165536, Size: 65536}, ""); err != nil {
+		t.Fatal(err)
+	}
+	count := map[specs.LinuxNamespaceType]int{}
 	for _, ns := range spec.Linux.Namespaces {
-		switch ns.Type {
-		case specs.UserNamespace:
-			user++
-			if ns.Path != "" {
-				t.Errorf("user namespace keeps the caller's path %q", ns.Path)
-			}
-		case specs.CgroupNamespace:
-			cgroup++
+		count[ns.Type]++
+		if ns.Type != specs.PIDNamespace && ns.Path != "" {
+			t.Errorf("%s namespace keeps the caller's path %q", ns.Type, ns.Path)
 		}
 	}
-	if user != 1 || cgroup != 1 {
-		t.Errorf("want one private user and cgroup namespace, got %d and %d: %+v", user, cgroup, spec.Linux.Namespaces)
+	for _, typ := range []specs.LinuxNamespaceType{specs.UserNamespace, specs.CgroupNamespace, specs.TimeNamespace} {
+		if count[typ] != 1 {
+			t.Errorf("want one private %s namespace, got %d: %+v", typ, count[typ], spec.Linux.Namespaces)
+		}
+	}
+	var now unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &now); err != nil {
+		t.Fatal(err)
+	}
+	// The offset takes the container's boot clock back to (about) zero.
+	if off := spec.Linux.TimeOffsets["boottime"]; off.Secs > 0 || now.Sec+off.Secs < 0 || now.Sec+off.Secs > 60 {
+		t.Errorf("boottime offset %+v with host uptime %ds", off, now.Sec)
 	}
 	want := []specs.LinuxIDMapping{{ContainerID: 0, HostID: 165536, Size: 65536}}
 	if !reflect.DeepEqual(spec.Linux.UIDMappings, want) || !reflect.DeepEqual(spec.Linux.GIDMappings, want) {
@@ -126,5 +136,21 @@ func TestCheckID(t *testing.T) {
 		if err := checkID(id); (err == nil) != ok {
 			t.Errorf("checkID(%q) = %v, want ok=%v", id, err, ok)
 		}
+	}
+}
+
+// Joining another container's user namespace leaves the mapping to it.
+func TestApplyUsernsJoin(t *testing.T) {
+	spec := &specs.Spec{Linux: &specs.Linux{
+		UIDMappings: []specs.LinuxIDMapping{{ContainerID: 0, HostID: 0, Size: 1}},
+	}}
+	if err := applyUserns(spec, Mapping{UID: 165536, GID: 165536, Size: 65536}, "/proc/42/ns/user"); err != nil {
+		t.Fatal(err)
+	}
+	if spec.Linux.UIDMappings != nil || spec.Linux.GIDMappings != nil {
+		t.Errorf("mappings set for a joined user namespace: %+v %+v", spec.Linux.UIDMappings, spec.Linux.GIDMappings)
+	}
+	if p, _ := namespacePath(spec, specs.UserNamespace); p != "/proc/42/ns/user" {
+		t.Errorf("user namespace path %q", p)
 	}
 }

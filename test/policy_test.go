@@ -1,8 +1,11 @@
 package test
 
 import (
+	"fmt"
+	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Sharing a host namespace fails create with one message naming every
@@ -33,5 +36,84 @@ func TestHostNamespacesRejected(t *testing.T) {
 	}
 	if after := takeSnapshot(t, "/run/docker/runtime-runc/moby"); after.ranges != before.ranges || after.mounts != before.mounts {
 		t.Fatalf("rejected creates left state behind:\nbefore %+v\nafter  %+v", before, after)
+	}
+}
+
+// A container that joins another moat container's namespaces runs in that
+// container's user namespace, holds its range as a shared one, and gives it
+// back on removal; the first container's range stays until it goes too.
+func TestJoinContainerNamespaces(t *testing.T) {
+	first := dockerRun(t, []string{"--ipc=shareable"}, "sleep", "600")
+	firstMap := uidMap(t, first, "/proc/self/uid_map")
+	nsOf := func(container, kind string) string {
+		return strings.TrimSpace(mustDocker(t, "exec", container, "readlink", "/proc/self/ns/"+kind))
+	}
+	for _, c := range []struct{ flag, ns string }{
+		{"--network=container:", "net"},
+		{"--pid=container:", "pid"},
+		{"--ipc=container:", "ipc"},
+	} {
+		t.Run(c.flag, func(t *testing.T) {
+			joiner := dockerRun(t, []string{c.flag + first}, "sleep", "600")
+			if got := uidMap(t, joiner, "/proc/self/uid_map"); got != firstMap {
+				t.Fatalf("joiner maps %q, want the joined container's %q", got, firstMap)
+			}
+			if got, want := nsOf(joiner, c.ns), nsOf(first, c.ns); got != want {
+				t.Fatalf("%s: joiner is in %s, want %s", c.flag, got, want)
+			}
+			if got, own := nsOf(joiner, "user"), nsOf(first, "user"); got != own {
+				t.Fatalf("joiner is in user namespace %s, want the joined container's %s", got, own)
+			}
+			shared := 0
+			for _, r := range allocations(t) {
+				if r.uid == mapStart(t, firstMap) {
+					shared++
+				}
+			}
+			if shared != 2 {
+				t.Fatalf("%d holders of range %d, want the container and its joiner", shared, mapStart(t, firstMap))
+			}
+			mustDocker(t, "rm", "-f", joiner)
+			for _, r := range allocations(t) {
+				if strings.HasPrefix(r.id, mustDocker(t, "inspect", "-f", "{{.Id}}", first)[:12]) {
+					return
+				}
+			}
+			t.Fatal("removing the joiner freed the joined container's range")
+		})
+	}
+}
+
+// The container's /proc/uptime counts from its own start, in a new
+// container and through docker exec, while the host's is larger.
+func TestUptime(t *testing.T) {
+	uptime := func(s string) float64 {
+		t.Helper()
+		var up float64
+		if _, err := fmt.Sscan(s, &up); err != nil {
+			t.Fatalf("parse uptime %q: %v", s, err)
+		}
+		return up
+	}
+	data, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	n := dockerRun(t, nil, "sleep", "600")
+	out := mustDocker(t, "exec", n, "cat", "/proc/uptime")
+	// The offset is taken in whole seconds, so the container's clock may
+	// be up to a second ahead of the time since we asked for it.
+	limit := time.Since(start).Seconds() + 1
+	if up := uptime(out); up > limit {
+		t.Fatalf("uptime in the container %.2f, want at most %.2f (host %s)", up, limit, strings.TrimSpace(string(data)))
+	}
+	if host := uptime(string(data)); host <= limit {
+		t.Logf("host up only %.2fs: cannot tell the container's uptime from the host's", host)
+	}
+	start = time.Now()
+	out = mustDocker(t, "run", "--rm", "--runtime", "moat", image, "cat", "/proc/uptime")
+	if up, limit := uptime(out), time.Since(start).Seconds()+1; up > limit {
+		t.Fatalf("uptime in a fresh container %.2f, want at most %.2f", up, limit)
 	}
 }

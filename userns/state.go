@@ -34,6 +34,8 @@ type allocation struct {
 	Size  uint32    `json:"size"`
 	Key   string    `json:"key"`
 	Owner ownerFile `json:"owner"`
+	// Shared marks a second holder of another allocation's range.
+	Shared bool `json:"shared,omitempty"`
 }
 
 type ownerFile struct {
@@ -147,7 +149,7 @@ func decode(data []byte) (*state, error) {
 			return nil, fmt.Errorf("owner %s holds two allocations", o)
 		}
 		keys[al.Key] = true
-		st.Ranges = append(st.Ranges, Range{Index: al.Index, UID: al.UID, GID: al.GID, Size: al.Size, Owner: o})
+		st.Ranges = append(st.Ranges, Range{Index: al.Index, UID: al.UID, GID: al.GID, Size: al.Size, Owner: o, Shared: al.Shared})
 	}
 	if err := checkDisjoint(st.Ranges, func(r Range) uint32 { return r.UID }); err != nil {
 		return nil, fmt.Errorf("uids: %w", err)
@@ -159,11 +161,16 @@ func decode(data []byte) (*state, error) {
 }
 
 // checkDisjoint refuses a state in which two owners share IDs, which would
-// mean the isolation is already broken.
+// mean the isolation is already broken, unless one of them joined the
+// other's namespaces and so holds exactly the same range on purpose.
 func checkDisjoint(rs []Range, start func(Range) uint32) error {
 	s := append([]Range(nil), rs...)
-	sort.Slice(s, func(i, j int) bool { return start(s[i]) < start(s[j]) })
+	sort.SliceStable(s, func(i, j int) bool { return start(s[i]) < start(s[j]) })
 	for i := 1; i < len(s); i++ {
+		a, b := s[i-1], s[i]
+		if a.UID == b.UID && a.GID == b.GID && a.Size == b.Size && (a.Shared || b.Shared) {
+			continue
+		}
 		if uint64(start(s[i-1]))+uint64(s[i-1].Size) > uint64(start(s[i])) {
 			return fmt.Errorf("ranges of %s and %s overlap", s[i-1].Owner, s[i].Owner)
 		}
@@ -173,11 +180,12 @@ func checkDisjoint(rs []Range, start func(Range) uint32) error {
 
 func (a *Allocator) write(st *state) error {
 	f := stateFile{Version: stateVersion, Allocations: make([]allocation, 0, len(st.Ranges))}
-	sort.Slice(st.Ranges, func(i, j int) bool { return st.Ranges[i].UID < st.Ranges[j].UID })
+	sort.SliceStable(st.Ranges, func(i, j int) bool { return st.Ranges[i].UID < st.Ranges[j].UID })
 	for _, r := range st.Ranges {
 		f.Allocations = append(f.Allocations, allocation{
 			Index: r.Index, UID: r.UID, GID: r.GID, Size: r.Size, Key: r.Owner.Key(),
-			Owner: ownerFile{Root: r.Owner.Root, ID: r.Owner.ID, PID: r.Owner.PID, PIDStart: r.Owner.PIDStart},
+			Owner:  ownerFile{Root: r.Owner.Root, ID: r.Owner.ID, PID: r.Owner.PID, PIDStart: r.Owner.PIDStart},
+			Shared: r.Shared,
 		})
 	}
 	data, err := json.MarshalIndent(f, "", "\t")

@@ -40,6 +40,8 @@ var (
 	ErrExhausted = errors.New("ID range pool exhausted")
 	// ErrInUse is returned by Allocate when the owner already holds a range.
 	ErrInUse = errors.New("ID range already allocated")
+	// ErrNotAllocated is returned by Join when no range starts at the uid.
+	ErrNotAllocated = errors.New("ID range not allocated")
 )
 
 // Owner identifies who holds a range: a container (Root and ID, unique on the
@@ -74,6 +76,10 @@ type Range struct {
 	GID   uint32
 	Size  uint32
 	Owner Owner
+	// Shared is set on the range of a container that joined another
+	// container's namespaces: it holds that container's range, and the
+	// IDs are free only once neither holds them.
+	Shared bool
 }
 
 // Config configures an Allocator. Zero values take the defaults.
@@ -160,6 +166,43 @@ func (a *Allocator) Allocate(o Owner, alive func(Owner) bool) (Range, error) {
 		st.Ranges = append(st.Ranges, r)
 		got = r
 		return true, nil
+	})
+	if err != nil {
+		return Range{}, err
+	}
+	return got, nil
+}
+
+// Join records that o uses the range of the container whose host uids start
+// at uid, because o joins that container's user namespace. The range stays
+// allocated until both have released it. Ranges of owners that are gone are
+// reclaimed first, as in Allocate.
+func (a *Allocator) Join(o Owner, uid uint32, alive func(Owner) bool) (Range, error) {
+	if o.ID == "" {
+		return Range{}, errors.New("join ids: empty owner id")
+	}
+	if o.PID > 0 && o.PIDStart == 0 {
+		start, err := ProcessStart(o.PID)
+		if err != nil {
+			return Range{}, err
+		}
+		o.PIDStart = start
+	}
+	var got Range
+	err := a.update(func(st *state) (bool, error) {
+		freed := st.reclaim(alive)
+		if r, ok := st.get(o.Key()); ok {
+			return len(freed) > 0, fmt.Errorf("%w: container %s holds uids and gids from %d and %d (duplicate container ID?)", ErrInUse, o, r.UID, r.GID)
+		}
+		for _, r := range st.Ranges {
+			if r.UID == uid {
+				r.Owner, r.Shared = o, true
+				st.Ranges = append(st.Ranges, r)
+				got = r
+				return true, nil
+			}
+		}
+		return len(freed) > 0, fmt.Errorf("%w: no container of moat holds host uid %d", ErrNotAllocated, uid)
 	})
 	if err != nil {
 		return Range{}, err

@@ -626,3 +626,59 @@ func TestConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// A container that joins another's namespaces holds the same range; the
+// range is free again only when both have released it, and the state file
+// with the shared holder reads back.
+func TestJoin(t *testing.T) {
+	a, _ := newTest(t, nil, nil)
+	first := mustAllocate(t, a, owner("first"))
+	mustAllocate(t, a, owner("other"))
+	if _, err := a.Join(owner("nobody"), 12345, nil); !errors.Is(err, ErrNotAllocated) {
+		t.Fatalf("join of an unallocated uid: %v, want ErrNotAllocated", err)
+	}
+	j, err := a.Join(owner("joiner"), first.UID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.UID != first.UID || j.GID != first.GID || j.Size != first.Size || !j.Shared || j.Owner.ID != "joiner" {
+		t.Fatalf("joined range %+v, want that of %+v, shared", j, first)
+	}
+	if _, err := a.Join(owner("joiner"), first.UID, nil); !errors.Is(err, ErrInUse) {
+		t.Fatalf("second join: %v, want ErrInUse", err)
+	}
+	if _, err := a.Release("/run/test", "first"); err != nil {
+		t.Fatal(err)
+	}
+	// Still held by the joiner: a new container must not get it.
+	if r := mustAllocate(t, a, owner("third")); r.UID == first.UID {
+		t.Fatalf("range %d handed out while the joiner holds it", r.UID)
+	}
+	if _, err := a.Release("/run/test", "joiner"); err != nil {
+		t.Fatal(err)
+	}
+	if r := mustAllocate(t, a, owner("fourth")); r.UID != first.UID {
+		t.Fatalf("fourth got %d, want the freed %d", r.UID, first.UID)
+	}
+	if _, err := a.List(); err != nil {
+		t.Fatalf("state with shared holders does not read back: %v", err)
+	}
+}
+
+// Identical ranges are accepted only with the shared mark.
+func TestCheckDisjointShared(t *testing.T) {
+	r := func(id string, shared bool) Range {
+		return Range{UID: 100000, GID: 100000, Size: mib, Owner: owner(id), Shared: shared}
+	}
+	uid := func(r Range) uint32 { return r.UID }
+	if err := checkDisjoint([]Range{r("a", false), r("b", true)}, uid); err != nil {
+		t.Errorf("shared holder refused: %v", err)
+	}
+	if err := checkDisjoint([]Range{r("a", false), r("b", false)}, uid); err == nil {
+		t.Error("two unshared holders of one range accepted")
+	}
+	other := Range{UID: 100000, GID: 165536, Size: mib, Owner: owner("c"), Shared: true}
+	if err := checkDisjoint([]Range{r("a", false), other}, uid); err == nil {
+		t.Error("shared holder with other gids accepted")
+	}
+}

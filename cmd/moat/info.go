@@ -233,9 +233,9 @@ var idsCommand = &cli.Command{
 			return writeJSON(c.App.Writer, ranges, "")
 		case "table":
 			w := tabwriter.NewWriter(c.App.Writer, 8, 1, 3, ' ', 0)
-			fmt.Fprint(w, "ROOT\tID\tUID\tGID\tSIZE\n")
+			fmt.Fprint(w, "ROOT\tID\tUID\tGID\tSIZE\tSHARED\n")
 			for _, g := range ranges {
-				fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\n", g.Owner.Root, g.Owner.ID, g.UID, g.GID, g.Size)
+				fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%t\n", g.Owner.Root, g.Owner.ID, g.UID, g.GID, g.Size, g.Shared)
 			}
 			return w.Flush()
 		default:

@@ -1,0 +1,112 @@
+package idmap
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// nsGetUserns is NS_GET_USERNS, _IO(0xb7, 0x1): it returns the user
+// namespace that owns a namespace.
+const nsGetUserns = 0xb701
+
+// NSID identifies a namespace: the device and inode of its nsfs file.
+type NSID struct{ Dev, Ino uint64 }
+
+// NamespaceID returns the identity of the namespace at path (an nsfs file
+// such as /proc/<pid>/ns/net, or a bind mount of one).
+func NamespaceID(path string) (NSID, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return NSID{}, err
+	}
+	return NSID{Dev: st.Dev, Ino: st.Ino}, nil
+}
+
+// OwnerUserns returns the identity of the user namespace that owns the
+// namespace at path.
+func OwnerUserns(path string) (NSID, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return NSID{}, err
+	}
+	defer unix.Close(fd)
+	owner, err := unix.IoctlRetInt(fd, nsGetUserns)
+	if err != nil {
+		return NSID{}, fmt.Errorf("owner of namespace %s: %w", path, err)
+	}
+	defer unix.Close(owner)
+	var st unix.Stat_t
+	if err := unix.Fstat(owner, &st); err != nil {
+		return NSID{}, err
+	}
+	return NSID{Dev: st.Dev, Ino: st.Ino}, nil
+}
+
+// FindUserns returns a process in the user namespace id, trying hint first
+// (0 for none) and then every process on the host.
+func FindUserns(id NSID, hint int) (int, error) {
+	in := func(pid int) bool {
+		got, err := NamespaceID(fmt.Sprintf("/proc/%d/ns/user", pid))
+		return err == nil && got == id
+	}
+	if hint > 0 && in(hint) {
+		return hint, nil
+	}
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	for _, d := range dirs {
+		if pid, err := strconv.Atoi(d.Name()); err == nil && in(pid) {
+			return pid, nil
+		}
+	}
+	return 0, fmt.Errorf("no process is in user namespace %d:%d", id.Dev, id.Ino)
+}
+
+// PidOfNSPath returns the pid in a /proc/<pid>/ns/<kind> path, or 0.
+func PidOfNSPath(path string) int {
+	parts := strings.Split(filepath.Clean(path), "/")
+	if len(parts) == 5 && parts[1] == "proc" && parts[3] == "ns" {
+		if pid, err := strconv.Atoi(parts[2]); err == nil {
+			return pid
+		}
+	}
+	return 0
+}
+
+// ReadMappings returns the uid and gid mappings of process pid's user
+// namespace.
+func ReadMappings(pid int) (uids, gids []Mapping, err error) {
+	if uids, err = readMap(fmt.Sprintf("/proc/%d/uid_map", pid)); err != nil {
+		return nil, nil, err
+	}
+	if gids, err = readMap(fmt.Sprintf("/proc/%d/gid_map", pid)); err != nil {
+		return nil, nil, err
+	}
+	return uids, gids, nil
+}
+
+func readMap(path string) ([]Mapping, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var ms []Mapping
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		var m Mapping
+		if _, err := fmt.Sscan(s.Text(), &m.ContainerID, &m.HostID, &m.Size); err != nil {
+			return nil, fmt.Errorf("%s: %q: %w", path, s.Text(), err)
+		}
+		ms = append(ms, m)
+	}
+	return ms, s.Err()
+}

@@ -1,0 +1,78 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/moatrt/moat/idmap"
+)
+
+// joinTarget is the user namespace of another moat container whose
+// namespaces a new container joins (docker's --network=container:X,
+// --pid=container:X, a pod's sandbox).
+type joinTarget struct {
+	// userns is the path of that user namespace, through a process in it.
+	userns string
+	// uid is the first host uid of that container's range.
+	uid uint32
+	// via is the namespace path that led there, for messages.
+	via string
+}
+
+// joinedUserns works out whose user namespace a container must use. A
+// container joining namespaces that another container's user namespace owns
+// must be in that user namespace too: its root could not use them from a
+// user namespace of its own, and two ranges would then share a network or
+// process tree. Namespaces the host's user namespace owns (a pod's netns
+// made by the CNI plugin) leave the container a user namespace of its own;
+// the host's own namespaces were refused before.
+func joinedUserns(spec *specs.Spec) (*joinTarget, error) {
+	host, err := idmap.NamespaceID("/proc/self/ns/user")
+	if err != nil {
+		return nil, fmt.Errorf("read own user namespace: %w", err)
+	}
+	var (
+		owner *idmap.NSID
+		via   string
+		hint  int
+	)
+	for _, ns := range spec.Linux.Namespaces {
+		switch ns.Type {
+		case specs.UserNamespace, specs.CgroupNamespace, specs.TimeNamespace:
+			continue // always the container's own
+		}
+		if ns.Path == "" {
+			continue
+		}
+		o, err := idmap.OwnerUserns(ns.Path)
+		if err != nil {
+			return nil, fmt.Errorf("%s namespace %s: %w", ns.Type, ns.Path, err)
+		}
+		if o == host {
+			continue
+		}
+		if owner != nil && *owner != o {
+			return nil, fmt.Errorf("namespaces %s and %s belong to two different containers: a container can join the namespaces of one container only", via, ns.Path)
+		}
+		if owner == nil {
+			owner, via, hint = &o, ns.Path, idmap.PidOfNSPath(ns.Path)
+		}
+	}
+	if owner == nil {
+		return nil, nil
+	}
+	pid, err := idmap.FindUserns(*owner, hint)
+	if err != nil {
+		return nil, fmt.Errorf("namespace %s: find its container: %w", via, err)
+	}
+	uids, gids, err := idmap.ReadMappings(pid)
+	if err != nil {
+		return nil, fmt.Errorf("namespace %s: %w", via, err)
+	}
+	if len(uids) != 1 || len(gids) != 1 || uids[0].ContainerID != 0 || gids[0].ContainerID != 0 {
+		return nil, errors.New("namespace " + via + " belongs to a user namespace that moat did not make; moat containers can only join the namespaces of other moat containers")
+	}
+	return &joinTarget{userns: fmt.Sprintf("/proc/%d/ns/user", pid), uid: uids[0].HostID, via: via}, nil
+}
