@@ -215,6 +215,9 @@ func (r *Runtime) prepare(o CreateOpts, rollback *undo) (*libcontainer.Container
 			logrus.Warnf("destroy %s: %v", o.ID, err)
 		}
 	})
+	if err := r.recordCgroup(o.ID, config.Cgroups); err != nil {
+		return nil, nil, Mapping{}, err
+	}
 	return c, spec, m, nil
 }
 

@@ -141,7 +141,11 @@ func (r *Runtime) Delete(id string, force bool) error {
 	c, err := libcontainer.Load(r.root, id)
 	switch {
 	case errors.Is(err, libcontainer.ErrNotExist):
-		// A half-created container may have left a state dir without state.
+		// A half-created container may have left a state dir without
+		// state, and cgroups.
+		if err := r.removeRecordedCgroup(id); err != nil {
+			return err
+		}
 		_ = os.RemoveAll(r.stateDir(id))
 		cleaned, cerr := r.release(id)
 		if cerr != nil {

@@ -138,6 +138,7 @@ func uidMap(t *testing.T, container, file string) string {
 type idRange struct {
 	root, id string
 	uid, gid uint32
+	shared   bool
 }
 
 // allocations lists the ID ranges moat holds host-wide.
@@ -154,6 +155,7 @@ func allocations(t *testing.T) []idRange {
 		r.root, r.id = f[0], f[1]
 		fmt.Sscan(f[2], &r.uid)
 		fmt.Sscan(f[3], &r.gid)
+		r.shared = len(f) > 5 && f[5] == "true"
 		rs = append(rs, r)
 	}
 	return rs
