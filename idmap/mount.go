@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/moby/sys/mountinfo"
@@ -33,6 +34,29 @@ func CloneMapped(path string, userns *os.File, recursive bool) (*os.File, error)
 	return tree, nil
 }
 
+// CloneMappedFile is CloneMapped for a file or directory held open, for
+// instance with O_PATH: the copy is of the mount f is on, rooted at f, so it
+// shows the object that was opened whatever its path names by now.
+func CloneMappedFile(f *os.File, userns *os.File, recursive bool) (*os.File, error) {
+	flags := unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC | unix.AT_EMPTY_PATH
+	attrFlags := unix.AT_EMPTY_PATH
+	if recursive {
+		flags |= unix.AT_RECURSIVE
+		attrFlags |= unix.AT_RECURSIVE
+	}
+	fd, err := unix.OpenTree(int(f.Fd()), "", uint(flags))
+	if err != nil {
+		return nil, fmt.Errorf("open_tree %s: %w", f.Name(), err)
+	}
+	tree := os.NewFile(uintptr(fd), f.Name())
+	if err := setIdmap(fd, userns, attrFlags); err != nil {
+		tree.Close()
+		// Explain through the open file: its name may be stale.
+		return nil, idmapErrorAt(f.Name(), "/proc/self/fd/"+strconv.Itoa(int(f.Fd())), userns, recursive, err)
+	}
+	return tree, nil
+}
+
 func setIdmap(fd int, userns *os.File, flags int) error {
 	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP, Userns_fd: uint64(userns.Fd())}
 	return unix.MountSetattr(fd, "", uint(flags), &attr)
@@ -42,6 +66,12 @@ func setIdmap(fd int, userns *os.File, flags int) error {
 // says EINVAL both for a filesystem that cannot be ID-mapped and for a
 // mount that already is; name which, and which filesystem.
 func idmapError(path string, userns *os.File, recursive bool, err error) error {
+	return idmapErrorAt(path, path, userns, recursive, err)
+}
+
+// idmapErrorAt is idmapError for an object named name in messages and
+// looked up at path (such as /proc/self/fd/N).
+func idmapErrorAt(name, path string, userns *os.File, recursive bool, err error) error {
 	own, merr := mountOf(path)
 	m := own
 	if merr == nil && recursive {
@@ -52,17 +82,17 @@ func idmapError(path string, userns *os.File, recursive bool, err error) error {
 	}
 	switch {
 	case merr == nil && isIDMapped(m):
-		return fmt.Errorf("ID-map %s: %s is already an ID-mapped mount: %w", path, m.Mountpoint, err)
+		return fmt.Errorf("ID-map %s: %s is already an ID-mapped mount: %w", name, m.Mountpoint, err)
 	case !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.EOPNOTSUPP):
-		return fmt.Errorf("ID-map %s: %w", path, err)
+		return fmt.Errorf("ID-map %s: %w", name, err)
 	case merr != nil:
-		return fmt.Errorf("ID-map %s: the filesystem of %s does not support ID-mapped mounts: %w", path, path, err)
+		return fmt.Errorf("ID-map %s: the filesystem of %s does not support ID-mapped mounts: %w", name, name, err)
 	}
-	where := path
+	where := name
 	if m.ID != own.ID {
-		where = fmt.Sprintf("%s (mounted at %s)", path, m.Mountpoint)
+		where = fmt.Sprintf("%s (mounted at %s)", name, m.Mountpoint)
 	}
-	return fmt.Errorf("ID-map %s: the %s filesystem of %s does not support ID-mapped mounts: %w", path, m.FSType, where, err)
+	return fmt.Errorf("ID-map %s: the %s filesystem of %s does not support ID-mapped mounts: %w", name, m.FSType, where, err)
 }
 
 // refusingSubmount returns the first mount of the tree at path, in mount

@@ -84,6 +84,9 @@ func Rootfs(source, target string, uids, gids []idmap.Mapping) (retErr error) {
 			return err
 		}
 		defer tree.Close()
+		if err := makeSlave(tree); err != nil {
+			return fmt.Errorf("rootfs %s: %w", src, err)
+		}
 		return idmap.Attach(tree, target)
 	}
 
@@ -158,16 +161,9 @@ func makeTarget(target string) (string, []string, error) {
 // removes target and the work dir Rootfs made for it. It is idempotent:
 // a target already gone is not an error.
 func Teardown(target string) error {
-	target, err := filepath.Abs(target)
-	if err != nil {
-		return fmt.Errorf("rootfs target: %w", err)
-	}
-	if real, err := filepath.EvalSymlinks(target); err == nil {
-		target = real
-	} else if errors.Is(err, os.ErrNotExist) {
-		return nil
-	} else {
-		return fmt.Errorf("rootfs target: %w", err)
+	target, found, err := realPath(target)
+	if err != nil || !found {
+		return err
 	}
 	if err := unmountAll(target); err != nil {
 		return err
@@ -222,4 +218,21 @@ func unmountAll(dir string) error {
 			return fmt.Errorf("unmount %s: mounts remain: %s", dir, ms[0].Mountpoint)
 		}
 	}
+}
+
+// realPath resolves the absolute path of something moat mounted, for
+// teardown; found is false if it is gone already.
+func realPath(path string) (string, bool, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", false, fmt.Errorf("%s: %w", path, err)
+	}
+	real, err := filepath.EvalSymlinks(abs)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("%s: %w", path, err)
+	}
+	return real, true, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/moatrt/moat/config"
 	"github.com/moatrt/moat/idmap"
 	"github.com/moatrt/moat/mounts"
 	"github.com/moatrt/moat/userns"
@@ -146,11 +147,19 @@ func (r *Runtime) prepare(o CreateOpts, rollback *undo) (*libcontainer.Container
 		return nil, nil, Mapping{}, fmt.Errorf("error in the container spec: invalid or unsupported container spec: %w", err)
 	}
 
+	cfg, err := config.Load(r.configPath)
+	if err != nil {
+		return nil, nil, Mapping{}, err
+	}
+	policy, err := mountPolicy(cfg)
+	if err != nil {
+		return nil, nil, Mapping{}, err
+	}
 	join, err := joinedUserns(spec)
 	if err != nil {
 		return nil, nil, Mapping{}, fmt.Errorf("error in the container spec: %w", err)
 	}
-	rng, err := r.takeIDs(o.ID, join)
+	rng, err := r.takeIDs(r.allocator(cfg), o.ID, join)
 	if err != nil {
 		return nil, nil, Mapping{}, err
 	}
@@ -169,8 +178,22 @@ func (r *Runtime) prepare(o CreateOpts, rollback *undo) (*libcontainer.Container
 	if err := applyUserns(spec, m, joinPath); err != nil {
 		return nil, nil, Mapping{}, err
 	}
-	idmapBinds(spec)
 	filterDevices(spec)
+	rollback.add(func() {
+		if err := mounts.TeardownStaged(r.bindsDir(r.root, o.ID)); err != nil {
+			logrus.Warnf("unmount bind mounts of %s: %v", o.ID, err)
+		}
+	})
+	var joined []string
+	if join != nil {
+		if joined, err = r.holders(r.allocator(cfg), rng.UID, o.ID); err != nil {
+			return nil, nil, Mapping{}, err
+		}
+	}
+	check := mountCheck(policy, spec, o.ID, joined, cfg.Docker.DataRoot)
+	if err := r.stageBinds(spec, o.ID, bundle, m, check); err != nil {
+		return nil, nil, Mapping{}, err
+	}
 
 	source := spec.Root.Path
 	if !filepath.IsAbs(source) {
@@ -225,16 +248,16 @@ func (r *Runtime) prepare(o CreateOpts, rollback *undo) (*libcontainer.Container
 // user namespace it joins, or an exclusive one of its own. The allocator
 // records this process's PID and start time with the range, so a range being
 // created is never taken for a dead container's.
-func (r *Runtime) takeIDs(id string, join *joinTarget) (userns.Range, error) {
+func (r *Runtime) takeIDs(ids *userns.Allocator, id string, join *joinTarget) (userns.Range, error) {
 	owner := userns.Owner{Root: r.root, ID: id, PID: os.Getpid()}
 	if join == nil {
-		rng, err := r.ids.Allocate(owner, r.alive)
+		rng, err := ids.Allocate(owner, r.alive)
 		if err != nil {
 			return rng, fmt.Errorf("allocate ids for %s: %w", id, err)
 		}
 		return rng, nil
 	}
-	rng, err := r.ids.Join(owner, join.uid, r.alive)
+	rng, err := ids.Join(owner, join.uid, r.alive)
 	if errors.Is(err, userns.ErrNotAllocated) {
 		return rng, fmt.Errorf("error in the container spec: namespace %s belongs to no moat container (%w); moat containers can only join the namespaces of other moat containers", join.via, err)
 	}
@@ -242,4 +265,20 @@ func (r *Runtime) takeIDs(id string, join *joinTarget) (userns.Range, error) {
 		return rng, fmt.Errorf("share ids of the container of %s with %s: %w", join.via, id, err)
 	}
 	return rng, nil
+}
+
+// holders lists the other containers under this root that hold the range
+// starting at uid: those whose namespaces container id joins.
+func (r *Runtime) holders(ids *userns.Allocator, uid uint32, id string) ([]string, error) {
+	rs, err := ids.List()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, rg := range rs {
+		if rg.UID == uid && rg.Owner.Root == r.root && rg.Owner.ID != id {
+			out = append(out, rg.Owner.ID)
+		}
+	}
+	return out, nil
 }

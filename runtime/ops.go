@@ -183,6 +183,9 @@ func (r *Runtime) Delete(id string, force bool) error {
 func (r *Runtime) release(id string) (bool, error) {
 	target := r.rootfsTarget(id)
 	_, statErr := os.Stat(target)
+	if err := mounts.TeardownStaged(r.bindsDir(r.root, id)); err != nil {
+		return false, fmt.Errorf("unmount bind mounts of %s: %w", id, err)
+	}
 	if err := mounts.Teardown(target); err != nil {
 		return false, fmt.Errorf("unmount rootfs of %s: %w", id, err)
 	}

@@ -13,7 +13,10 @@ import (
 	"path/filepath"
 
 	"github.com/opencontainers/runc/libcontainer"
+	"github.com/sirupsen/logrus"
 
+	"github.com/moatrt/moat/config"
+	"github.com/moatrt/moat/mounts"
 	"github.com/moatrt/moat/userns"
 )
 
@@ -25,8 +28,11 @@ type Options struct {
 	SystemdCgroup bool
 	// MountDir is where moat mounts each container's ID-mapped rootfs.
 	MountDir string
-	// IDs is the host-wide allocator of ID ranges.
+	// IDs is the host-wide allocator of ID ranges; nil builds one from
+	// the config file.
 	IDs *userns.Allocator
+	// ConfigPath is moat's config file, read by create and run.
+	ConfigPath string
 }
 
 const (
@@ -39,7 +45,11 @@ type Runtime struct {
 	root          string
 	systemdCgroup bool
 	mountDir      string
-	ids           *userns.Allocator
+	configPath    string
+	// ids serves release and listing; create takes ranges through
+	// allocator, which follows the config file.
+	ids      *userns.Allocator
+	fixedIDs bool
 }
 
 // New returns a Runtime for opts.
@@ -48,7 +58,9 @@ func New(opts Options) (*Runtime, error) {
 		root:          opts.Root,
 		systemdCgroup: opts.SystemdCgroup,
 		mountDir:      opts.MountDir,
+		configPath:    opts.ConfigPath,
 		ids:           opts.IDs,
+		fixedIDs:      opts.IDs != nil,
 	}
 	if r.root == "" {
 		r.root = DefaultRoot
@@ -56,8 +68,11 @@ func New(opts Options) (*Runtime, error) {
 	if r.mountDir == "" {
 		r.mountDir = DefaultMountDir
 	}
+	if r.configPath == "" {
+		r.configPath = config.DefaultPath
+	}
 	if r.ids == nil {
-		r.ids = userns.New(userns.Config{})
+		r.ids = userns.New(userns.Config{Reclaimed: r.reclaimed})
 	}
 	abs, err := filepath.Abs(r.root)
 	if err != nil {
@@ -75,8 +90,33 @@ func (r *Runtime) Root() string { return r.root }
 // the libcontainer state is gone; the root's hash keeps docker's, containerd's
 // and moat's own containers of the same ID apart.
 func (r *Runtime) rootfsTarget(id string) string {
-	sum := sha256.Sum256([]byte(r.root))
+	return r.mountTarget(r.root, id)
+}
+
+func (r *Runtime) mountTarget(root, id string) string {
+	sum := sha256.Sum256([]byte(root))
 	return filepath.Join(r.mountDir, hex.EncodeToString(sum[:6]), id)
+}
+
+// allocator is the ID allocator for create, with the pool the config file
+// names.
+func (r *Runtime) allocator(cfg *config.Config) *userns.Allocator {
+	if r.fixedIDs {
+		return r.ids
+	}
+	return userns.New(userns.Config{User: cfg.IDs.SubIDUser, Count: cfg.IDs.Containers, Reclaimed: r.reclaimed})
+}
+
+// reclaimed cleans up after a container whose range was reclaimed because
+// it is gone: a create killed midway, never deleted, may have left its
+// mounts.
+func (r *Runtime) reclaimed(rng userns.Range) {
+	if err := mounts.TeardownStaged(r.bindsDir(rng.Owner.Root, rng.Owner.ID)); err != nil {
+		logrus.Warnf("clean up bind mounts of %s: %v", rng.Owner, err)
+	}
+	if err := mounts.Teardown(r.mountTarget(rng.Owner.Root, rng.Owner.ID)); err != nil {
+		logrus.Warnf("clean up rootfs of %s: %v", rng.Owner, err)
+	}
 }
 
 // stateDir is libcontainer's directory for id.

@@ -160,23 +160,6 @@ func clampPingGroupRange(spec *specs.Spec, size uint32) {
 	spec.Linux.Sysctl[key] = fmt.Sprintf("%d %d", lo, hi)
 }
 
-// idmapBinds makes every bind mount ID-mapped with the container's mapping,
-// so host files owned by 0 are the container root's, and files the container
-// root writes land on disk as 0, whatever range the container got.
-func idmapBinds(spec *specs.Spec) {
-	for i := range spec.Mounts {
-		m := &spec.Mounts[i]
-		if !isBind(m) || m.UIDMappings != nil || m.GIDMappings != nil {
-			continue
-		}
-		opt := "idmap"
-		if hasOption(m.Options, "rbind") {
-			opt = "ridmap"
-		}
-		m.Options = append(m.Options, opt)
-	}
-}
-
 func isBind(m *specs.Mount) bool {
 	return m.Type == "bind" || hasOption(m.Options, "bind") || hasOption(m.Options, "rbind")
 }

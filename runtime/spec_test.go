@@ -98,22 +98,6 @@ func TestApplyUsernsOverridesCaller(t *testing.T) {
 	}
 }
 
-func TestIDMapBinds(t *testing.T) {
-	spec := &specs.Spec{Mounts: []specs.Mount{
-		{Destination: "/proc", Type: "proc", Source: "proc"},
-		{Destination: "/data", Type: "bind", Source: "/srv", Options: []string{"rbind", "rprivate"}},
-		{Destination: "/etc/hosts", Source: "/x/hosts", Options: []string{"bind", "ro"}},
-		{Destination: "/m", Type: "bind", Source: "/m", UIDMappings: []specs.LinuxIDMapping{{Size: 1}}},
-	}}
-	idmapBinds(spec)
-	want := [][]string{nil, {"rbind", "rprivate", "ridmap"}, {"bind", "ro", "idmap"}, nil}
-	for i, m := range spec.Mounts {
-		if !reflect.DeepEqual(m.Options, want[i]) {
-			t.Errorf("mount %s: options %v, want %v", m.Destination, m.Options, want[i])
-		}
-	}
-}
-
 func TestFilterDevices(t *testing.T) {
 	spec := &specs.Spec{Linux: &specs.Linux{Devices: []specs.LinuxDevice{
 		{Path: "/dev/null"}, {Path: "/dev/sda"}, {Path: "/dev/fuse"}, {Path: "/dev/kmsg"}, {Path: "/dev/mem"},

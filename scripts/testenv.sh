@@ -55,5 +55,9 @@ if ! "$DOCKER" image inspect moat-test/busybox:2 >/dev/null 2>&1; then
   tar -C "$rootfs" -c . | "$DOCKER" import -c 'CMD ["/bin/sh"]' - moat-test/busybox:2 >/dev/null
   rm -rf "$rootfs"
 fi
+# bpftool's image for the privileged-confinement tests (test/privileged_test.go).
+if ! "$DOCKER" image inspect moat-test/bpftool:1 >/dev/null 2>&1; then
+  DOCKER="$DOCKER" scripts/mkbpftool-image.sh moat-test/bpftool:1
+fi
 
 "$@"

@@ -94,6 +94,10 @@ type Config struct {
 	Size uint32
 	// Count is the number of ranges in a moat entry that moat adds itself.
 	Count int
+	// Reclaimed, if set, is called for each range reclaimed from an owner
+	// that is gone, under the allocator's lock, to clean up what the
+	// owner left (its mounts). It must not call the Allocator.
+	Reclaimed func(Range) `json:"-"`
 }
 
 // Allocator hands out ranges. It holds no state of its own between calls,
@@ -146,7 +150,7 @@ func (a *Allocator) Allocate(o Owner, alive func(Owner) bool) (Range, error) {
 	}
 	var got Range
 	err := a.update(func(st *state) (bool, error) {
-		freed := st.reclaim(alive)
+		freed := a.reclaim(st, alive)
 		if r, ok := st.get(o.Key()); ok {
 			return len(freed) > 0, fmt.Errorf("%w: container %s holds uids and gids from %d and %d (duplicate container ID?)", ErrInUse, o, r.UID, r.GID)
 		}
@@ -190,7 +194,7 @@ func (a *Allocator) Join(o Owner, uid uint32, alive func(Owner) bool) (Range, er
 	}
 	var got Range
 	err := a.update(func(st *state) (bool, error) {
-		freed := st.reclaim(alive)
+		freed := a.reclaim(st, alive)
 		if r, ok := st.get(o.Key()); ok {
 			return len(freed) > 0, fmt.Errorf("%w: container %s holds uids and gids from %d and %d (duplicate container ID?)", ErrInUse, o, r.UID, r.GID)
 		}
@@ -257,11 +261,23 @@ func (a *Allocator) List() ([]Range, error) {
 func (a *Allocator) Reclaim(alive func(Owner) bool) ([]Range, error) {
 	var freed []Range
 	err := a.update(func(st *state) (bool, error) {
-		freed = st.reclaim(alive)
+		freed = a.reclaim(st, alive)
 		return len(freed) > 0, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reclaim ids: %w", err)
 	}
 	return freed, nil
+}
+
+// reclaim frees the ranges of owners that are gone and lets the caller clean
+// up after each.
+func (a *Allocator) reclaim(st *state, alive func(Owner) bool) []Range {
+	freed := st.reclaim(alive)
+	if a.cfg.Reclaimed != nil {
+		for _, r := range freed {
+			a.cfg.Reclaimed(r)
+		}
+	}
+	return freed
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -329,7 +330,10 @@ func TestReclaim(t *testing.T) {
 		{"no process recorded", Owner{}, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a, _ := newTest(t, nil, nil)
+			_, cfg := newTest(t, nil, nil)
+			var told []Range
+			cfg.Reclaimed = func(r Range) { told = append(told, r) }
+			a := New(cfg)
 			o := tc.owner
 			o.Root, o.ID = "/run/test", "c"
 			mustAllocate(t, a, o)
@@ -341,6 +345,9 @@ func TestReclaim(t *testing.T) {
 			}
 			if got := len(freed) == 1; got != tc.wantFreed {
 				t.Fatalf("freed %+v, want freed %v", freed, tc.wantFreed)
+			}
+			if !reflect.DeepEqual(told, freed) {
+				t.Errorf("Reclaimed told of %+v, want %+v", told, freed)
 			}
 			if tc.wantFreed && freed[0].Owner != o {
 				t.Errorf("freed owner %+v, want %+v", freed[0].Owner, o)

@@ -19,6 +19,7 @@ import (
 	// Docker always sends device rules; this registers their cgroup manager.
 	_ "github.com/opencontainers/cgroups/devices"
 
+	"github.com/moatrt/moat/config"
 	"github.com/moatrt/moat/runtime"
 )
 
@@ -61,6 +62,7 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json"},
 			&cli.StringFlag{Name: "root", Value: runtime.DefaultRoot, Usage: "directory for container state (on tmpfs)"},
 			&cli.BoolFlag{Name: "systemd-cgroup", Usage: "use systemd to manage cgroups"},
+			&cli.StringFlag{Name: "config", Value: config.DefaultPath, Usage: "moat's config file (read by create and run)"},
 			&cli.StringFlag{Name: "rootless", Value: "auto", Hidden: true, Usage: "accepted for runc compatibility; moat runs as root"},
 			&cli.StringFlag{Name: "criu", Hidden: true, Usage: "accepted for runc compatibility; checkpoint is not supported"},
 		},
@@ -103,6 +105,7 @@ func newRuntime(c *cli.Context) (*runtime.Runtime, error) {
 	return runtime.New(runtime.Options{
 		Root:          c.String("root"),
 		SystemdCgroup: c.Bool("systemd-cgroup"),
+		ConfigPath:    c.String("config"),
 	})
 }
 

@@ -1,0 +1,128 @@
+package runtime
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/moatrt/moat/config"
+	"github.com/moatrt/moat/idmap"
+	"github.com/moatrt/moat/mounts"
+)
+
+// bindsDir is where a container's bind-mount sources are staged, beside its
+// rootfs target. '@' cannot be in a container ID, so no container's rootfs
+// or staging dir is ever another's.
+func (r *Runtime) bindsDir(root, id string) string {
+	return r.mountTarget(root, id) + "@binds"
+}
+
+// stageBinds checks and maps every bind mount of spec. Each source is opened
+// once; the policy judges the real path of what was opened, and what is
+// mounted is an ID-mapped clone of that same open file, staged at a path of
+// moat's own that the spec then names. A symlink swapped after the check
+// changes nothing. Mappings the caller gave a mount are replaced by the
+// container's: they could otherwise map onto another container's IDs.
+func (r *Runtime) stageBinds(spec *specs.Spec, id, bundle string, m Mapping, check func(source string) error) (retErr error) {
+	var userns *os.File
+	defer func() {
+		if userns != nil {
+			userns.Close()
+		}
+	}()
+	for i := range spec.Mounts {
+		mnt := &spec.Mounts[i]
+		if !isBind(mnt) {
+			continue
+		}
+		source := mnt.Source
+		if !filepath.IsAbs(source) {
+			source = filepath.Join(bundle, source)
+		}
+		src, err := mounts.OpenSource(source)
+		if err != nil {
+			return err
+		}
+		if err := check(src.Path); err != nil {
+			src.Close()
+			return fmt.Errorf("error in the container spec: %w", err)
+		}
+		if userns == nil {
+			userns, err = idmap.NewUserns(
+				[]idmap.Mapping{{ContainerID: 0, HostID: m.UID, Size: m.Size}},
+				[]idmap.Mapping{{ContainerID: 0, HostID: m.GID, Size: m.Size}})
+		}
+		if err == nil {
+			target := filepath.Join(r.bindsDir(r.root, id), strconv.Itoa(i))
+			err = src.Stage(target, userns, hasOption(mnt.Options, "rbind"))
+			mnt.Source = target
+		}
+		src.Close()
+		if err != nil {
+			return fmt.Errorf("mount %s: %w", mnt.Destination, err)
+		}
+		mnt.UIDMappings, mnt.GIDMappings = nil, nil
+		mnt.Options = withoutOptions(mnt.Options, "idmap", "ridmap")
+	}
+	return nil
+}
+
+func withoutOptions(opts []string, drop ...string) []string {
+	var kept []string
+	for _, o := range opts {
+		if !hasOption(drop, o) {
+			kept = append(kept, o)
+		}
+	}
+	return kept
+}
+
+// criSandboxID is the annotation containerd's CRI plugin puts on a pod's
+// containers with the ID of its sandbox.
+const criSandboxID = "io.kubernetes.cri.sandbox-id"
+
+// mountPolicy is the mount policy the config file describes.
+func mountPolicy(cfg *config.Config) (*mounts.Policy, error) {
+	p, err := mounts.NewPolicy(mounts.Policy{
+		Restricted:   cfg.RestrictedPaths(),
+		Exceptions:   cfg.RestrictedExceptions(),
+		Strict:       cfg.Mounts.Strict,
+		Allowed:      cfg.AllowedPaths(),
+		Sockets:      cfg.EngineSockets(),
+		SocketImages: cfg.Docker.SocketImages,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mount policy of %s: %w", cfg.Path, err)
+	}
+	return p, nil
+}
+
+// mountCheck judges bind sources for container id. The image is looked up
+// only if a source needs it: reading docker's reference store costs
+// something, and most containers never mount an engine socket.
+func mountCheck(p *mounts.Policy, spec *specs.Spec, id string, joined []string, dockerRoot string) func(string) error {
+	ctx := mounts.Context{ContainerID: id, SandboxID: spec.Annotations[criSandboxID], Joined: joined}
+	looked := false
+	return func(source string) error {
+		err := p.Check(source, ctx)
+		if err == nil || looked {
+			return err
+		}
+		// Refused without an image: try again with it, once known.
+		looked = true
+		img, ierr := imageOf(spec, id, dockerRoot)
+		if ierr != nil {
+			logrus.Warnf("establish the image of %s: %v", id, ierr)
+		}
+		if img == nil {
+			return err
+		}
+		ctx.Image = img
+		return p.Check(source, ctx)
+	}
+}

@@ -1,0 +1,103 @@
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/moatrt/moat/mounts"
+)
+
+// criImageName is the annotation containerd's CRI plugin puts on every
+// container with the image reference the pod asked for.
+const criImageName = "io.kubernetes.cri.image-name"
+
+// imageOf establishes the image container id runs. config.json carries no
+// image name, so it is read from what the engine wrote before create:
+// docker's config.v2.json under its data root (never docker's API, since
+// dockerd holds the container's lock during create), or containerd CRI's
+// annotation. It returns nil when neither tells.
+func imageOf(spec *specs.Spec, id, dockerRoot string) (*mounts.Image, error) {
+	img, err := dockerImage(dockerRoot, id)
+	if err != nil || img != nil {
+		return img, err
+	}
+	if name := spec.Annotations[criImageName]; name != "" {
+		return &mounts.Image{Names: []string{name}}, nil
+	}
+	return nil, nil
+}
+
+// dockerImage reads <data-root>/containers/<id>/config.v2.json, and docker's
+// reference store for the other names of the same image ID (tags and repo
+// digests). It returns nil if id is not a docker container.
+func dockerImage(root, id string) (*mounts.Image, error) {
+	if root == "" {
+		return nil, nil
+	}
+	path := filepath.Join(root, "containers", id, "config.v2.json")
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read docker's container config: %w", err)
+	}
+	var c struct {
+		Image  string
+		Config struct{ Image string }
+	}
+	if err := json.Unmarshal(data, &c); err != nil {
+		return nil, fmt.Errorf("docker's container config %s: %w", path, err)
+	}
+	if c.Image == "" && c.Config.Image == "" {
+		return nil, nil
+	}
+	img := &mounts.Image{ID: c.Image}
+	if c.Config.Image != "" {
+		img.Names = append(img.Names, c.Config.Image)
+	}
+	if c.Image == "" {
+		return img, nil
+	}
+	// The store is per storage driver: image/<driver>/repositories.json.
+	stores, _ := filepath.Glob(filepath.Join(root, "image", "*", "repositories.json"))
+	for _, s := range stores {
+		names, err := referencesTo(s, c.Image)
+		if err != nil {
+			return nil, err
+		}
+		img.Names = append(img.Names, names...)
+	}
+	return img, nil
+}
+
+// referencesTo lists the references in docker's reference store that point
+// to image id.
+func referencesTo(store, id string) ([]string, error) {
+	data, err := os.ReadFile(store)
+	if err != nil {
+		return nil, fmt.Errorf("read docker's image references: %w", err)
+	}
+	var refs struct {
+		Repositories map[string]map[string]string
+	}
+	if err := json.Unmarshal(data, &refs); err != nil {
+		return nil, fmt.Errorf("docker's image references %s: %w", store, err)
+	}
+	var names []string
+	for _, repo := range refs.Repositories {
+		for ref, target := range repo {
+			if target == id {
+				names = append(names, ref)
+			}
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}
