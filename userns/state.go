@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -115,6 +116,11 @@ func (a *Allocator) read() (*state, error) {
 		return nil, fmt.Errorf("read id allocation state: %w", err)
 	}
 	st, err := decode(data)
+	if err != nil && fromEarlierBoot(path) {
+		// Only a crash of the machine tears a file replaced by rename,
+		// and no container of an earlier boot is left.
+		return &state{}, nil
+	}
 	if err != nil {
 		// Wiping it could hand a range in use to a second container.
 		return nil, fmt.Errorf("id allocation state %s is not valid (%w); it was left as is: repair it, or remove it only once no container of moat is left", path, err)
@@ -201,9 +207,26 @@ func (a *Allocator) write(st *state) error {
 	return nil
 }
 
-// writeAtomic replaces path with data through tmp: until the rename, readers
-// and a later crash recovery see the old content; after the directory sync,
-// the new content survives a power loss.
+// fromEarlierBoot tells whether the file at path was last written before
+// the machine booted.
+func fromEarlierBoot(path string) bool {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return false
+	}
+	var up unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &up); err != nil {
+		return false
+	}
+	booted := time.Now().Add(-time.Duration(up.Nano()))
+	return fi.ModTime().Before(booted)
+}
+
+// writeAtomic replaces path with data through tmp: readers and a process
+// killed at any point see the old content or the new one. There is no
+// fsync: the state describes running containers, which a power loss ends
+// too, and read takes a file torn by one for the empty state it stands
+// for. That keeps two disk flushes off every create and delete.
 func writeAtomic(path, tmp string, data []byte, mode os.FileMode) (retErr error) {
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
 	if err != nil {
@@ -222,25 +245,10 @@ func writeAtomic(path, tmp string, data []byte, mode os.FileMode) (retErr error)
 	if _, err := f.Write(data); err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return os.Rename(tmp, path)
 }
 
 func (st *state) get(key string) (Range, bool) {

@@ -5,7 +5,8 @@
 //
 // All changes happen under an flock on a lock file in the state directory and
 // are written by atomic rename, so a process killed at any point leaves either
-// the old state or the new one. A range is handed out only after it is on
+// the old state or the new one. Nothing is flushed to disk: the state only
+// describes containers of the running boot. A range is handed out only after it is on
 // disk, and it is reclaimed only when its owner is neither alive (as the
 // caller judges) nor still being created by the process that allocated it.
 package userns

@@ -12,6 +12,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 const mib = 65536
@@ -687,5 +690,33 @@ func TestCheckDisjointShared(t *testing.T) {
 	other := Range{UID: 100000, GID: 165536, Size: mib, Owner: owner("c"), Shared: true}
 	if err := checkDisjoint([]Range{r("a", false), other}, uid); err == nil {
 		t.Error("shared holder with other gids accepted")
+	}
+}
+
+// A state file torn by a crash of the machine is from an earlier boot, whose
+// containers are all gone: it reads as empty and is replaced. The same file
+// written during this boot is refused (TestCorruptState).
+func TestTornStateOfEarlierBoot(t *testing.T) {
+	a, cfg := newTest(t, nil, nil)
+	path := filepath.Join(cfg.StateDir, "state.json")
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var up unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &up); err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now().Add(-time.Duration(up.Nano()) - time.Hour)
+	if err := os.Chtimes(path, before, before); err != nil {
+		t.Fatal(err)
+	}
+	if r := mustAllocate(t, a, owner("a")); r.UID != 100000 {
+		t.Fatalf("got %+v, want the first range", r)
+	}
+	if rs, err := a.List(); err != nil || len(rs) != 1 {
+		t.Fatalf("state after the torn file: %+v %v", rs, err)
 	}
 }
