@@ -263,6 +263,73 @@ func TestRootfsPlainDir(t *testing.T) {
 	}
 }
 
+// TestRootfsSharedSource maps a plain dir on a shared mount with a host
+// submount under it (as a bundle under a shared /run or /var/lib is). The
+// rootfs must be a slave of the source, not a peer: mounts made under it
+// do not reach the source, and Teardown's unmounts do not take the host's
+// submounts with them.
+func TestRootfsSharedSource(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string // the source, relative to the shared mount
+	}{
+		{"source is the shared mount point", "."},
+		{"source is a dir in a shared mount", "bundle/rootfs"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := fstest.TestDir(t)
+			shared := filepath.Join(d, "shared")
+			mountTmpfs(t, shared, 0)
+			makeShared(t, shared)
+			src := filepath.Join(shared, tc.src)
+			fstest.MakeTree(t, src, fstest.Node{Path: "f"}, fstest.Node{Path: "mine", Dir: true},
+				fstest.Node{Path: "later", Dir: true})
+			sub := filepath.Join(src, "sub")
+			mountTmpfs(t, sub, 0)
+			fstest.MakeTree(t, sub, fstest.Node{Path: "marker"})
+			// Only if a mount in the rootfs reached the source.
+			fstest.UnmountAtEnd(t, filepath.Join(src, "mine"))
+			if mi := mountInfoAt(t, sub); !strings.Contains(mi, "shared:") {
+				t.Fatalf("source submount is not shared: %s", mi)
+			}
+
+			target := filepath.Join(d, "run", "rootfs")
+			rootfs(t, src, target)
+			for _, p := range []string{target, filepath.Join(target, "sub")} {
+				if mi := mountInfoAt(t, p); strings.Contains(mi, "shared:") || !strings.Contains(mi, "master:") {
+					t.Errorf("rootfs mount is not a slave: %s", mi)
+				}
+			}
+			checkFile(t, filepath.Join(target, "sub/marker"), mappedRoot+" file", "marker")
+
+			// Mounted under the rootfs: not seen at the source.
+			mountTmpfs(t, filepath.Join(target, "mine"), 0)
+			if got := fstest.MountsUnder(t, filepath.Join(src, "mine")); len(got) != 0 {
+				t.Errorf("a mount in the rootfs reached the source: %v", got)
+			}
+			// Mounted under the source: seen in the rootfs.
+			mountTmpfs(t, filepath.Join(src, "later"), 0)
+			if got := fstest.MountsUnder(t, filepath.Join(target, "later")); len(got) != 1 {
+				t.Errorf("a mount under the source after Rootfs, in the rootfs: %v", got)
+			}
+
+			if err := Teardown(target); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Lstat(target); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("target after teardown: %v", err)
+			}
+			// The host's mounts are all there, and nothing of the rootfs.
+			want := []string{shared, filepath.Join(src, "later"), sub}
+			if got := fstest.MountsUnder(t, d); !reflect.DeepEqual(got, want) {
+				t.Errorf("mounts after teardown: %v, want %v", got, want)
+			}
+			checkFile(t, filepath.Join(sub, "marker"), "0:0 file", "marker")
+		})
+	}
+}
+
 func TestRootfsTargetMode(t *testing.T) {
 	d := fstest.TestDir(t)
 	target := filepath.Join(d, "a", "b", "rootfs")

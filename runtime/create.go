@@ -108,7 +108,12 @@ func (r *Runtime) launch(o CreateOpts, run bool) (status int, retErr error) {
 	if err != nil || o.IO.Detach {
 		return status, err
 	}
-	if err := r.Delete(o.ID, true); err != nil {
+	// The container is at hand: no need to load it again as Delete would.
+	err = killAndDestroy(c)
+	if err == nil {
+		_, err = r.release(o.ID)
+	}
+	if err != nil {
 		logrus.Warnf("delete %s after run: %v", o.ID, err)
 	}
 	return status, nil
