@@ -54,3 +54,24 @@ func TestContainerd(t *testing.T) {
 		t.Fatalf("exec uid_map %q", m)
 	}
 }
+
+// Outside docker and CRI nothing tells moat the image, so an engine socket
+// is refused even for an image that docker.socket_images would allow.
+func TestContainerdSocketUnknownImage(t *testing.T) {
+	ref := containerdImage(t)
+	id := "moat-it-" + randomID()
+	t.Cleanup(func() {
+		run("", "ctr", "-n", ctrNamespace, "task", "delete", "--force", id)
+		run("", "ctr", "-n", ctrNamespace, "containers", "delete", id)
+	})
+	before := takeSnapshot(t, "/run/containerd/runc/"+ctrNamespace)
+	r := run("", "ctr", "-n", ctrNamespace, "run", "--rm", "--runc-binary", moatBin,
+		"--mount", "type=bind,src=/var/run/docker.sock,dst=/var/run/docker.sock,options=rbind:rw", ref, id, "true")
+	want := "can't mount /run/docker.sock because it's configured as a restricted host mount (the container's image could not be established)"
+	if r.code == 0 || !strings.Contains(r.stderr, want) {
+		t.Fatalf("want %q, got %s", want, r)
+	}
+	if after := takeSnapshot(t, "/run/containerd/runc/"+ctrNamespace); after.ranges != before.ranges || after.mounts != before.mounts {
+		t.Fatalf("refused create left state behind:\nbefore %+v\nafter  %+v", before, after)
+	}
+}
