@@ -43,11 +43,35 @@ if ! "$DOCKER" image inspect "$big" >/dev/null 2>&1; then
   rm -rf "$work/big"
 fi
 
+# runc built from the libcontainer moat is built on, run in a user namespace of
+# its own: the same kernel work as a moat container, without moat's own steps.
+# It tells moat's cost apart from what a newer libcontainer and a user namespace
+# cost against the distribution's runc. SAME_LIB=0 skips it.
+samelib=
+if [ "${SAME_LIB:-1}" != 0 ]; then
+  GO=${GO:-go}
+  ver=$("$GO" list -m -f '{{.Version}}' github.com/opencontainers/runc)
+  src=$("$GO" mod download -json "github.com/opencontainers/runc@$ver" | jq -r .Dir)
+  (cd "$src" && GOFLAGS=-mod=mod CGO_ENABLED=1 "$GO" build -buildvcs=false -tags seccomp -o "$work/runc-$ver" .)
+  samelib="$work/runc-$ver"
+  mkdir -p "$work/userns"
+  chmod 755 "$work" # the container's root, a host uid of its own, walks to the rootfs
+  # A fixed range far above moat's pool; busybox `true` only reads the rootfs.
+  jq --arg r "$work/bundle/rootfs" '.root.path=$r | .linux.namespaces += [{"type":"user"}]
+      | .linux.uidMappings=[{"containerID":0,"hostID":3000000000,"size":65536}]
+      | .linux.gidMappings=[{"containerID":0,"hostID":3000000000,"size":65536}]' \
+    "$work/bundle/config.json" >"$work/userns/config.json"
+fi
+
 echo "moat $("$MOAT" --version | head -1 | cut -d' ' -f3), $("$RUNC" --version | head -1), $N runs each, $(nproc) cores, $(uname -r)"
 printf '| %-44s | %11s | %11s | %5s |\n' "measurement (median)" "first" "second" "ratio"
 printf '|%s|%s|%s|%s|\n' "----------------------------------------------" "-------------" "-------------" "-------"
 time_pair "bundle run true: moat" "$MOAT --root $work/moat run --bundle $work/bundle b\$i" \
           "runc" "$RUNC --root $work/runc run --bundle $work/bundle b\$i"
+if [ -n "$samelib" ]; then
+  time_pair "bundle run true: moat" "$MOAT --root $work/moat run --bundle $work/bundle c\$i" \
+            "runc $ver, userns" "$samelib --root $work/runc run --bundle $work/userns c\$i"
+fi
 time_pair "docker run --rm busybox true: moat" "$DOCKER run --rm --runtime moat moat-test/busybox:2 true" \
           "runc" "$DOCKER run --rm --runtime runc moat-test/busybox:2 true"
 time_pair "docker run --rm true under moat: 1 GB image" "$DOCKER run --rm --runtime moat $big true" \
