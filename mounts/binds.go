@@ -120,7 +120,7 @@ func (s *Source) IsDir() bool { return s.mode == unix.S_IFDIR }
 // namespaces). TeardownStaged of a dir at or above the parent undoes all.
 //
 // On error nothing is left mounted or created.
-func (s *Source) Stage(target string, userns *os.File, recursive bool) (retErr error) {
+func (s *Source) Stage(target string, userns *os.File, recursive bool) error {
 	if s.f == nil {
 		return fmt.Errorf("stage bind mount source %s: source is closed", s.Path)
 	}
@@ -135,7 +135,17 @@ func (s *Source) Stage(target string, userns *os.File, recursive bool) (retErr e
 	if err := makeSlave(tree); err != nil {
 		return fmt.Errorf("stage bind mount source %s: %w", s.Path, err)
 	}
+	if err := attach(tree, target, s.IsDir()); err != nil {
+		return fmt.Errorf("stage bind mount source %s: %w", s.Path, err)
+	}
+	return nil
+}
 
+// attach moves the detached tree to target, which it creates (a directory
+// if dir, else an empty file) with any missing parents, so that no staged
+// mount reaches the peers of a shared parent mount. On error nothing is
+// left mounted or created.
+func attach(tree *os.File, target string, dir bool) (retErr error) {
 	var undo []func()
 	defer func() {
 		if retErr != nil {
@@ -144,7 +154,7 @@ func (s *Source) Stage(target string, userns *os.File, recursive bool) (retErr e
 			}
 		}
 	}()
-	target, err = filepath.Abs(target)
+	target, err := filepath.Abs(target)
 	if err != nil {
 		return fmt.Errorf("staging target: %w", err)
 	}
@@ -166,7 +176,7 @@ func (s *Source) Stage(target string, userns *os.File, recursive bool) (retErr e
 		undo = append(undo, unshare)
 	}
 
-	if s.IsDir() {
+	if dir {
 		err = unix.Mkdir(target, 0o700)
 	} else {
 		var fd int
@@ -179,10 +189,7 @@ func (s *Source) Stage(target string, userns *os.File, recursive bool) (retErr e
 		return fmt.Errorf("make staging target %s: %w", target, err)
 	}
 	undo = append(undo, func() { os.Remove(target) })
-	if err := idmap.Attach(tree, target); err != nil {
-		return fmt.Errorf("stage bind mount source %s: %w", s.Path, err)
-	}
-	return nil
+	return idmap.Attach(tree, target)
 }
 
 // makeParents creates dir and any missing parents (0700) and returns its

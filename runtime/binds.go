@@ -126,3 +126,37 @@ func mountCheck(p *mounts.Policy, spec *specs.Spec, id string, joined []string, 
 		return p.Check(source, ctx)
 	}
 }
+
+// stageSysfs gives a container that joins a network namespace owned by the
+// host's user namespace (a pod's, made by the CNI plugin) the sysfs of that
+// namespace, made by moat: the container's root may not mount it there.
+func (r *Runtime) stageSysfs(spec *specs.Spec, id string) error {
+	netns, _ := namespacePath(spec, specs.NetworkNamespace)
+	if netns == "" {
+		return nil
+	}
+	owner, err := idmap.OwnerUserns(netns)
+	if err != nil {
+		return fmt.Errorf("network namespace %s: %w", netns, err)
+	}
+	host, err := idmap.NamespaceID("/proc/self/ns/user")
+	if err != nil {
+		return fmt.Errorf("read own user namespace: %w", err)
+	}
+	if owner != host {
+		return nil
+	}
+	for i := range spec.Mounts {
+		m := &spec.Mounts[i]
+		if m.Type != "sysfs" {
+			continue
+		}
+		target := filepath.Join(r.bindsDir(r.root, id), "sysfs-"+strconv.Itoa(i))
+		if err := mounts.StageSysfs(netns, target); err != nil {
+			return err
+		}
+		m.Type, m.Source = "bind", target
+		m.Options = []string{"rbind", "ro", "nosuid", "nodev", "noexec"}
+	}
+	return nil
+}

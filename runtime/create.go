@@ -195,8 +195,16 @@ func (r *Runtime) prepare(o CreateOpts, rollback *undo) (*libcontainer.Container
 			return nil, nil, Mapping{}, err
 		}
 	}
+	// The container's root walks through this dir to its rootfs; staging
+	// below must not create it private to the host's root.
+	if err := mountParent(filepath.Dir(r.rootfsTarget(o.ID))); err != nil {
+		return nil, nil, Mapping{}, err
+	}
 	check := mountCheck(policy, spec, o.ID, joined, cfg.Docker.DataRoot)
 	if err := r.stageBinds(spec, o.ID, bundle, m, check); err != nil {
+		return nil, nil, Mapping{}, err
+	}
+	if err := r.stageSysfs(spec, o.ID); err != nil {
 		return nil, nil, Mapping{}, err
 	}
 
@@ -286,4 +294,16 @@ func (r *Runtime) holders(ids *userns.Allocator, uid uint32, id string) ([]strin
 		}
 	}
 	return out, nil
+}
+
+// mountParent makes the dir that holds a root's rootfs mounts and staging
+// dirs, searchable by all.
+func mountParent(dir string) error {
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return fmt.Errorf("mount dir: %w", err)
+	}
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return fmt.Errorf("mount dir: %w", err)
+	}
+	return nil
 }
