@@ -17,16 +17,7 @@ import (
 // A staged sysfs shows the network devices of the namespace it was made
 // for, not the host's, is read-only, and goes with TeardownStaged.
 func TestStageSysfs(t *testing.T) {
-	cmd := exec.Command("sleep", "600")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	pid := strconv.Itoa(cmd.Process.Pid)
+	pid := strconv.Itoa(fstest.NamespacedProcess(t, &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}))
 	if out, err := exec.Command("nsenter", "-t", pid, "-n", "ip", "link", "add", "moatbr0", "type", "bridge").CombinedOutput(); err != nil {
 		t.Fatalf("make a device in the namespace: %v: %s", err, out)
 	}

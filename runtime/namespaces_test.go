@@ -2,29 +2,22 @@ package runtime
 
 import (
 	"errors"
-	"os/exec"
 	"reflect"
 	"strconv"
 	"syscall"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/moatrt/moat/internal/fstest"
 )
 
 // otherNetns starts a process in a network namespace of its own and returns
 // the path of that namespace; the process is stopped when the test ends.
 func otherNetns(t *testing.T) string {
 	t.Helper()
-	cmd := exec.Command("sleep", "600")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	return "/proc/" + strconv.Itoa(cmd.Process.Pid) + "/ns/net"
+	pid := fstest.NamespacedProcess(t, &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET})
+	return "/proc/" + strconv.Itoa(pid) + "/ns/net"
 }
 
 func TestCheckHostNamespaces(t *testing.T) {
@@ -84,20 +77,11 @@ func TestHostNamespaceMessage(t *testing.T) {
 // mapped from hostID, like a moat container's init, and returns its pid.
 func containerNS(t *testing.T, hostID int) int {
 	t.Helper()
-	cmd := exec.Command("sleep", "600")
-	cmd.SysProcAttr = &syscall.SysProcAttr{
+	return fstest.NamespacedProcess(t, &syscall.SysProcAttr{
 		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET | syscall.CLONE_NEWIPC,
 		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: hostID, Size: 65536}},
 		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: hostID, Size: 65536}},
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
 	})
-	return cmd.Process.Pid
 }
 
 func TestJoinedUserns(t *testing.T) {

@@ -55,19 +55,7 @@ func TestKilledDuringCreate(t *testing.T) {
 			t.Errorf("delete --force %s: %s", id, r)
 		}
 	}
-	for _, r := range allocations(t) {
-		if r.root == root {
-			t.Errorf("range %d still held by %s", r.uid, r.id)
-		}
-	}
-	for _, m := range moatMounts(t) {
-		if strings.Contains(m, prefix) {
-			t.Errorf("mount left: %s", m)
-		}
-	}
-	if es, _ := os.ReadDir(root); len(es) > 0 {
-		t.Errorf("state left in %s: %v", root, es)
-	}
+	checkNothingLeft(t, root, prefix)
 	if pids := processesMentioning(root); len(pids) > 0 {
 		t.Errorf("processes of the killed creates still run: %v", pids)
 	}
@@ -94,4 +82,23 @@ func processesMentioning(s string) []string {
 		}
 	}
 	return pids
+}
+
+// checkNothingLeft fails the test if moat holds a range for root, a mount
+// whose path contains name, or state under root.
+func checkNothingLeft(t *testing.T, root, name string) {
+	t.Helper()
+	for _, r := range allocations(t) {
+		if r.root == root {
+			t.Errorf("range %d still held by %s", r.uid, r.id)
+		}
+	}
+	for _, m := range moatMounts(t) {
+		if strings.Contains(m, name) {
+			t.Errorf("mount left: %s", m)
+		}
+	}
+	if es, _ := os.ReadDir(root); len(es) > 0 {
+		t.Errorf("state left in %s: %v", root, es)
+	}
 }

@@ -3,12 +3,13 @@ package test
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/moatrt/moat/internal/fstest"
 )
 
 // setNamespaces points the bundle's namespaces of the given types at paths.
@@ -30,16 +31,8 @@ func setNamespaces(t *testing.T, dir string, paths map[string]string) {
 // range, and both see the pod's network devices in /sys, not the host's.
 func TestPodNamespaces(t *testing.T) {
 	root := moatRoot(t)
-	netns := exec.Command("sleep", "600")
-	netns.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
-	if err := netns.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = netns.Process.Kill()
-		_ = netns.Wait()
-	})
-	netPath := "/proc/" + strconv.Itoa(netns.Process.Pid) + "/ns/net"
+	netnsPid := fstest.NamespacedProcess(t, &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET})
+	netPath := "/proc/" + strconv.Itoa(netnsPid) + "/ns/net"
 	must(t, "nsenter", "--net="+netPath, "ip", "link", "add", "moatpod0", "type", "bridge")
 
 	sandbox := bundle(t, "sleep", "600")
@@ -72,14 +65,5 @@ func TestPodNamespaces(t *testing.T) {
 	}
 
 	must(t, moatBin, "--root", root, "delete", "--force", sid)
-	for _, r := range allocations(t) {
-		if r.root == root {
-			t.Errorf("range %d still held by %s", r.uid, r.id)
-		}
-	}
-	for _, m := range moatMounts(t) {
-		if strings.Contains(m, sid) {
-			t.Errorf("mount left: %s", m)
-		}
-	}
+	checkNothingLeft(t, root, sid)
 }

@@ -248,3 +248,19 @@ func CheckOnDisk(t *testing.T, dir string, want map[string]string) {
 		}
 	}
 }
+
+// NamespacedProcess starts `sleep` in new namespaces (clone flags, e.g.
+// CLONE_NEWNET), stopped when the test ends, and returns its pid.
+func NamespacedProcess(t *testing.T, attr *syscall.SysProcAttr) int {
+	t.Helper()
+	cmd := exec.Command("sleep", "600")
+	cmd.SysProcAttr = attr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	return cmd.Process.Pid
+}
