@@ -771,6 +771,31 @@ func (sc *lineScanner) key() []string {
 	}
 }
 
+// items skips the comma-separated items of an array or inline table,
+// from its opening bracket to the closing one, with item for each.
+func (sc *lineScanner) items(closing byte, item func()) {
+	sc.adv()
+	for {
+		sc.blank(true)
+		if sc.eof() {
+			return
+		}
+		start := sc.i
+		switch sc.peek() {
+		case closing:
+			sc.adv()
+			return
+		case ',':
+			sc.adv()
+		default:
+			item()
+		}
+		if sc.i == start {
+			sc.adv()
+		}
+	}
+}
+
 // value skips a value; the keys of inline tables in it are recorded
 // below k, the way the library names them.
 func (sc *lineScanner) value(k []string) {
@@ -792,54 +817,18 @@ func (sc *lineScanner) value(k []string) {
 			sc.literalString()
 		}
 	case '[':
-		sc.adv()
-		for {
-			sc.blank(true)
-			if sc.eof() {
-				return
-			}
-			start := sc.i
-			switch sc.peek() {
-			case ']':
-				sc.adv()
-				return
-			case ',':
-				sc.adv()
-			default:
-				sc.value(k)
-			}
-			if sc.i == start {
-				sc.adv()
-			}
-		}
+		sc.items(']', func() { sc.value(k) })
 	case '{':
-		sc.adv()
-		for {
-			sc.blank(true)
-			if sc.eof() {
-				return
-			}
-			start := sc.i
-			switch sc.peek() {
-			case '}':
+		sc.items('}', func() {
+			line := sc.line
+			sub := slices.Concat(k, sc.key())
+			sc.record(sub, line)
+			sc.blank(false)
+			if !sc.eof() && sc.peek() == '=' {
 				sc.adv()
-				return
-			case ',':
-				sc.adv()
-			default:
-				line := sc.line
-				sub := slices.Concat(k, sc.key())
-				sc.record(sub, line)
-				sc.blank(false)
-				if !sc.eof() && sc.peek() == '=' {
-					sc.adv()
-					sc.value(sub)
-				}
+				sc.value(sub)
 			}
-			if sc.i == start {
-				sc.adv()
-			}
-		}
+		})
 	default:
 		// A number, boolean or datetime (which may contain a space).
 		for !sc.eof() && !strings.ContainsRune(",]}\n#", rune(sc.peek())) {

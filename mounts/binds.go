@@ -108,8 +108,9 @@ func (s *Source) IsDir() bool { return s.mode == unix.S_IFDIR }
 // source's submounts, mapped too. target is created to match the source: a
 // directory for a directory, an empty regular file for anything else
 // (regular file, socket, device node, FIFO). target must not exist yet;
-// its missing parents are created (0700: only root walks to a staged
-// mount; libcontainer asks its host-side helper to open what it cannot).
+// its missing parents are created (the staging dir itself 0700: only root
+// walks to a staged mount; libcontainer asks its host-side helper to open
+// what it cannot).
 //
 // The staged mounts propagate nothing. Each is a slave of its source:
 // it still receives what the host mounts under the source later (as an
@@ -162,11 +163,7 @@ func attach(tree *os.File, target string, dir bool) (retErr error) {
 	if err != nil {
 		return err
 	}
-	undo = append(undo, func() {
-		for i := len(created) - 1; i >= 0; i-- {
-			os.Remove(created[i])
-		}
-	})
+	undo = append(undo, func() { removeDirs(created) })
 	target = filepath.Join(parent, filepath.Base(target))
 	unshare, err := privateParent(parent)
 	if err != nil {
@@ -192,29 +189,17 @@ func attach(tree *os.File, target string, dir bool) (retErr error) {
 	return idmap.Attach(tree, target)
 }
 
-// makeParents creates dir and any missing parents (0700) and returns its
-// real path and the dirs it created, parents first.
+// makeParents creates dir (0700: only root walks to a staged mount) and
+// any missing parents, and returns its real path and the dirs it created,
+// parents first.
 func makeParents(dir string) (string, []string, error) {
-	var created []string
-	for p := dir; ; p = filepath.Dir(p) {
-		if _, err := os.Lstat(p); err == nil || p == filepath.Dir(p) {
-			break
-		}
-		created = append([]string{p}, created...)
-	}
-	for i, p := range created {
-		if err := os.Mkdir(p, 0o700); err != nil {
-			for j := i - 1; j >= 0; j-- {
-				os.Remove(created[j])
-			}
-			return "", nil, fmt.Errorf("make staging dir: %w", err)
-		}
+	created, err := mkdirs(dir, 0o700)
+	if err != nil {
+		return "", nil, fmt.Errorf("make staging dir: %w", err)
 	}
 	real, err := filepath.EvalSymlinks(dir)
 	if err != nil {
-		for i := len(created) - 1; i >= 0; i-- {
-			os.Remove(created[i])
-		}
+		removeDirs(created)
 		return "", nil, fmt.Errorf("staging dir: %w", err)
 	}
 	return real, created, nil

@@ -812,23 +812,8 @@ func TestStageSharedSource(t *testing.T) {
 	if err := openSource(t, src).Stage(staged, ns, true); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{staged, filepath.Join(staged, "sub")} {
-		if mi := mountInfoAt(t, p); strings.Contains(mi, "shared:") || !strings.Contains(mi, "master:") {
-			t.Errorf("staged mount is not a slave: %s", mi)
-		}
-	}
 	checkFile(t, filepath.Join(staged, "sub/g"), mappedRoot+" file", "sub/g")
-
-	// Mounted under the staged tree: not seen at the source.
-	mountTmpfs(t, filepath.Join(staged, "mine"), 0)
-	if got := fstest.MountsUnder(t, filepath.Join(src, "mine")); len(got) != 0 {
-		t.Errorf("a mount in the staged tree reached the source: %v", got)
-	}
-	// Mounted under the source: seen in the staged tree.
-	mountTmpfs(t, filepath.Join(src, "later"), 0)
-	if got := fstest.MountsUnder(t, filepath.Join(staged, "later")); len(got) != 1 {
-		t.Errorf("a mount under the source after staging, in the staged tree: %v", got)
-	}
+	checkSlaveOf(t, src, staged)
 
 	if err := TeardownStaged(dir); err != nil {
 		t.Fatal(err)
@@ -926,5 +911,55 @@ func TestRemoveStagingKeepsMounts(t *testing.T) {
 	}
 	if _, err := os.Lstat(filepath.Join(d, "host/keep")); err != nil {
 		t.Errorf("file under the mount: %v", err)
+	}
+}
+
+// Staging makes the dirs containers share (the mount dir, a state root's
+// dir) searchable, and closes only the container's own staging dir: the
+// container's root walks through the shared ones to its rootfs.
+func TestStageDirModes(t *testing.T) {
+	d := fstest.TestDir(t)
+	src := filepath.Join(d, "src")
+	if err := os.Mkdir(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	shared := filepath.Join(d, "mounts", "roothash")
+	dir := staging(t, shared)
+	if err := openSource(t, src).Stage(filepath.Join(dir, "0"), bindUserns(t), false); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]os.FileMode{
+		filepath.Join(d, "mounts"): 0o711,
+		shared:                     0o711,
+		dir:                        0o700,
+	} {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode().Perm(); got != want {
+			t.Errorf("%s has mode %o, want %o", path, got, want)
+		}
+	}
+}
+
+// checkSlaveOf checks that clone, a recursive clone of the shared mount at
+// src with a submount "sub", is a slave of it: a mount made in the clone
+// does not reach src, and one made under src later (at "later") shows in
+// the clone.
+func checkSlaveOf(t *testing.T, src, clone string) {
+	t.Helper()
+	for _, p := range []string{clone, filepath.Join(clone, "sub")} {
+		if mi := mountInfoAt(t, p); strings.Contains(mi, "shared:") || !strings.Contains(mi, "master:") {
+			t.Errorf("mount is not a slave of its source: %s", mi)
+		}
+	}
+	mountTmpfs(t, filepath.Join(clone, "mine"), 0)
+	if got := fstest.MountsUnder(t, filepath.Join(src, "mine")); len(got) != 0 {
+		t.Errorf("a mount in the clone reached the source: %v", got)
+	}
+	mountTmpfs(t, filepath.Join(src, "later"), 0)
+	if got := fstest.MountsUnder(t, filepath.Join(clone, "later")); len(got) != 1 {
+		t.Errorf("a mount under the source after cloning, in the clone: %v", got)
 	}
 }

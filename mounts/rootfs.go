@@ -67,11 +67,7 @@ func Rootfs(source, target string, uids, gids []idmap.Mapping) (retErr error) {
 	if err != nil {
 		return err
 	}
-	undo = append(undo, func() {
-		for i := len(created) - 1; i >= 0; i-- {
-			os.Remove(created[i])
-		}
-	})
+	undo = append(undo, func() { removeDirs(created) })
 
 	if ov == nil {
 		userns, err := idmap.NewUserns(uids, gids)
@@ -116,20 +112,9 @@ func makeTarget(target string) (string, []string, error) {
 	if err != nil {
 		return "", nil, fmt.Errorf("rootfs target: %w", err)
 	}
-	var created []string
-	for p := target; ; p = filepath.Dir(p) {
-		if _, err := os.Lstat(p); err == nil || p == filepath.Dir(p) {
-			break
-		}
-		created = append([]string{p}, created...)
-	}
-	for _, p := range created {
-		if err := os.Mkdir(p, 0o711); err != nil {
-			for i := len(created) - 1; i >= 0; i-- {
-				os.Remove(created[i])
-			}
-			return "", nil, fmt.Errorf("make rootfs target: %w", err)
-		}
+	created, err := mkdirs(target, 0o711)
+	if err != nil {
+		return "", nil, fmt.Errorf("make rootfs target: %w", err)
 	}
 	if len(created) > 0 {
 		return target, created, nil
@@ -235,4 +220,37 @@ func realPath(path string) (string, bool, error) {
 		return "", false, fmt.Errorf("%s: %w", path, err)
 	}
 	return real, true, nil
+}
+
+// mkdirs creates dir with mode, and any missing parents, and returns the
+// dirs it created, parents first; on error it removes them again. Parents
+// get 0711 whatever mode is: the container's root walks through the dirs
+// moat shares between containers (its mount dir, a state root's dir in it)
+// to reach its rootfs, while a dir of one container's own may be closed.
+func mkdirs(dir string, mode os.FileMode) ([]string, error) {
+	var created []string
+	for p := dir; ; p = filepath.Dir(p) {
+		if _, err := os.Lstat(p); err == nil || p == filepath.Dir(p) {
+			break
+		}
+		created = append([]string{p}, created...)
+	}
+	for i, p := range created {
+		m := os.FileMode(0o711)
+		if p == dir {
+			m = mode
+		}
+		if err := os.Mkdir(p, m); err != nil {
+			removeDirs(created[:i])
+			return nil, err
+		}
+	}
+	return created, nil
+}
+
+// removeDirs removes what mkdirs created, deepest first.
+func removeDirs(created []string) {
+	for i := len(created) - 1; i >= 0; i-- {
+		os.Remove(created[i])
+	}
 }

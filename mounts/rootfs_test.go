@@ -296,23 +296,8 @@ func TestRootfsSharedSource(t *testing.T) {
 
 			target := filepath.Join(d, "run", "rootfs")
 			rootfs(t, src, target)
-			for _, p := range []string{target, filepath.Join(target, "sub")} {
-				if mi := mountInfoAt(t, p); strings.Contains(mi, "shared:") || !strings.Contains(mi, "master:") {
-					t.Errorf("rootfs mount is not a slave: %s", mi)
-				}
-			}
 			checkFile(t, filepath.Join(target, "sub/marker"), mappedRoot+" file", "marker")
-
-			// Mounted under the rootfs: not seen at the source.
-			mountTmpfs(t, filepath.Join(target, "mine"), 0)
-			if got := fstest.MountsUnder(t, filepath.Join(src, "mine")); len(got) != 0 {
-				t.Errorf("a mount in the rootfs reached the source: %v", got)
-			}
-			// Mounted under the source: seen in the rootfs.
-			mountTmpfs(t, filepath.Join(src, "later"), 0)
-			if got := fstest.MountsUnder(t, filepath.Join(target, "later")); len(got) != 1 {
-				t.Errorf("a mount under the source after Rootfs, in the rootfs: %v", got)
-			}
+			checkSlaveOf(t, src, target)
 
 			if err := Teardown(target); err != nil {
 				t.Fatal(err)

@@ -160,11 +160,12 @@ func (r *Runtime) prepare(o CreateOpts, rollback *undo) (*libcontainer.Container
 	if err != nil {
 		return nil, nil, Mapping{}, err
 	}
-	join, err := joinedUserns(spec)
+	join, hostNet, err := joinedUserns(spec)
 	if err != nil {
 		return nil, nil, Mapping{}, fmt.Errorf("error in the container spec: %w", err)
 	}
-	rng, err := r.takeIDs(r.allocator(cfg), o.ID, join)
+	ids := r.allocator(cfg)
+	rng, err := r.takeIDs(ids, o.ID, join)
 	if err != nil {
 		return nil, nil, Mapping{}, err
 	}
@@ -185,26 +186,21 @@ func (r *Runtime) prepare(o CreateOpts, rollback *undo) (*libcontainer.Container
 	}
 	filterDevices(spec)
 	rollback.add(func() {
-		if err := mounts.TeardownStaged(r.bindsDir(r.root, o.ID)); err != nil {
-			logrus.Warnf("unmount bind mounts of %s: %v", o.ID, err)
+		if err := r.unmount(r.root, o.ID); err != nil {
+			logrus.Warnf("clean up %s: %v", o.ID, err)
 		}
 	})
 	var joined []string
 	if join != nil {
-		if joined, err = r.holders(r.allocator(cfg), rng.UID, o.ID); err != nil {
+		if joined, err = r.holders(ids, rng.UID, o.ID); err != nil {
 			return nil, nil, Mapping{}, err
 		}
-	}
-	// The container's root walks through this dir to its rootfs; staging
-	// below must not create it private to the host's root.
-	if err := mountParent(filepath.Dir(r.rootfsTarget(o.ID))); err != nil {
-		return nil, nil, Mapping{}, err
 	}
 	check := mountCheck(policy, spec, o.ID, joined, cfg.Docker.DataRoot)
 	if err := r.stageBinds(spec, o.ID, bundle, m, check); err != nil {
 		return nil, nil, Mapping{}, err
 	}
-	if err := r.stageSysfs(spec, o.ID); err != nil {
+	if err := r.stageSysfs(spec, o.ID, hostNet); err != nil {
 		return nil, nil, Mapping{}, err
 	}
 
@@ -213,11 +209,6 @@ func (r *Runtime) prepare(o CreateOpts, rollback *undo) (*libcontainer.Container
 		source = filepath.Join(bundle, source)
 	}
 	target := r.rootfsTarget(o.ID)
-	rollback.add(func() {
-		if err := mounts.Teardown(target); err != nil {
-			logrus.Warnf("unmount rootfs of %s: %v", o.ID, err)
-		}
-	})
 	uids := []idmap.Mapping{{ContainerID: 0, HostID: m.UID, Size: m.Size}}
 	gids := []idmap.Mapping{{ContainerID: 0, HostID: m.GID, Size: m.Size}}
 	if err := mounts.Rootfs(source, target, uids, gids); err != nil {
@@ -294,16 +285,4 @@ func (r *Runtime) holders(ids *userns.Allocator, uid uint32, id string) ([]strin
 		}
 	}
 	return out, nil
-}
-
-// mountParent makes the dir that holds a root's rootfs mounts and staging
-// dirs, searchable by all.
-func mountParent(dir string) error {
-	if err := os.MkdirAll(dir, 0o711); err != nil {
-		return fmt.Errorf("mount dir: %w", err)
-	}
-	if err := os.Chmod(dir, 0o711); err != nil {
-		return fmt.Errorf("mount dir: %w", err)
-	}
-	return nil
 }

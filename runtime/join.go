@@ -27,11 +27,13 @@ type joinTarget struct {
 // user namespace of its own, and two ranges would then share a network or
 // process tree. Namespaces the host's user namespace owns (a pod's netns
 // made by the CNI plugin) leave the container a user namespace of its own;
-// the host's own namespaces were refused before.
-func joinedUserns(spec *specs.Spec) (*joinTarget, error) {
+// the host's own namespaces were refused before. hostNet is the path of the
+// network namespace the container joins if the host's user namespace owns
+// it: the container's root cannot mount its sysfs (see stageSysfs).
+func joinedUserns(spec *specs.Spec) (join *joinTarget, hostNet string, err error) {
 	host, err := idmap.NamespaceID("/proc/self/ns/user")
 	if err != nil {
-		return nil, fmt.Errorf("read own user namespace: %w", err)
+		return nil, "", fmt.Errorf("read own user namespace: %w", err)
 	}
 	var (
 		owner *idmap.NSID
@@ -48,31 +50,34 @@ func joinedUserns(spec *specs.Spec) (*joinTarget, error) {
 		}
 		o, err := idmap.OwnerUserns(ns.Path)
 		if err != nil {
-			return nil, fmt.Errorf("%s namespace %s: %w", ns.Type, ns.Path, err)
+			return nil, "", fmt.Errorf("%s namespace %s: %w", ns.Type, ns.Path, err)
 		}
 		if o == host {
+			if ns.Type == specs.NetworkNamespace {
+				hostNet = ns.Path
+			}
 			continue
 		}
 		if owner != nil && *owner != o {
-			return nil, fmt.Errorf("namespaces %s and %s belong to two different containers: a container can join the namespaces of one container only", via, ns.Path)
+			return nil, "", fmt.Errorf("namespaces %s and %s belong to two different containers: a container can join the namespaces of one container only", via, ns.Path)
 		}
 		if owner == nil {
 			owner, via, hint = &o, ns.Path, idmap.PidOfNSPath(ns.Path)
 		}
 	}
 	if owner == nil {
-		return nil, nil
+		return nil, hostNet, nil
 	}
 	pid, err := idmap.FindUserns(*owner, hint)
 	if err != nil {
-		return nil, fmt.Errorf("namespace %s: find its container: %w", via, err)
+		return nil, "", fmt.Errorf("namespace %s: find its container: %w", via, err)
 	}
 	uids, gids, err := idmap.ReadMappings(pid)
 	if err != nil {
-		return nil, fmt.Errorf("namespace %s: %w", via, err)
+		return nil, "", fmt.Errorf("namespace %s: %w", via, err)
 	}
 	if len(uids) != 1 || len(gids) != 1 || uids[0].ContainerID != 0 || gids[0].ContainerID != 0 {
-		return nil, errors.New("namespace " + via + " belongs to a user namespace that moat did not make; moat containers can only join the namespaces of other moat containers")
+		return nil, "", errors.New("namespace " + via + " belongs to a user namespace that moat did not make; moat containers can only join the namespaces of other moat containers")
 	}
-	return &joinTarget{userns: fmt.Sprintf("/proc/%d/ns/user", pid), uid: uids[0].HostID, via: via}, nil
+	return &joinTarget{userns: fmt.Sprintf("/proc/%d/ns/user", pid), uid: uids[0].HostID, via: via}, hostNet, nil
 }

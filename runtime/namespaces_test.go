@@ -86,6 +86,7 @@ func containerNS(t *testing.T, hostID int) int {
 
 func TestJoinedUserns(t *testing.T) {
 	a, b := containerNS(t, 900000), containerNS(t, 965536)
+	podNet := otherNetns(t)
 	ns := func(pid int, kind string) string { return "/proc/" + strconv.Itoa(pid) + "/ns/" + kind }
 	tests := []struct {
 		name    string
@@ -94,7 +95,9 @@ func TestJoinedUserns(t *testing.T) {
 		wantErr bool
 	}{
 		{"all private", []specs.LinuxNamespace{{Type: specs.NetworkNamespace}}, 0, false},
-		{"host-owned netns", []specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: otherNetns(t)}}, 0, false},
+		{"host-owned netns", []specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: podNet}}, 0, false},
+		{"pod: host-owned netns, sandbox's ipc", []specs.LinuxNamespace{
+			{Type: specs.NetworkNamespace, Path: podNet}, {Type: specs.IPCNamespace, Path: ns(a, "ipc")}}, 900000, false},
 		{"container netns", []specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: ns(a, "net")}}, 900000, false},
 		{"net and ipc of one", []specs.LinuxNamespace{
 			{Type: specs.NetworkNamespace, Path: ns(a, "net")}, {Type: specs.IPCNamespace, Path: ns(a, "ipc")}}, 900000, false},
@@ -105,7 +108,14 @@ func TestJoinedUserns(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := joinedUserns(&specs.Spec{Linux: &specs.Linux{Namespaces: tt.nss}})
+			got, hostNet, err := joinedUserns(&specs.Spec{Linux: &specs.Linux{Namespaces: tt.nss}})
+			wantNet := ""
+			if p, _ := namespacePath(&specs.Spec{Linux: &specs.Linux{Namespaces: tt.nss}}, specs.NetworkNamespace); p == podNet {
+				wantNet = podNet
+			}
+			if err == nil && hostNet != wantNet {
+				t.Errorf("host-owned network namespace %q, want %q", hostNet, wantNet)
+			}
 			switch {
 			case tt.wantErr:
 				if err == nil {

@@ -13,7 +13,6 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
-	"github.com/moatrt/moat/mounts"
 	"github.com/moatrt/moat/userns"
 )
 
@@ -183,11 +182,8 @@ func (r *Runtime) Delete(id string, force bool) error {
 func (r *Runtime) release(id string) (bool, error) {
 	target := r.rootfsTarget(id)
 	_, statErr := os.Stat(target)
-	if err := mounts.TeardownStaged(r.bindsDir(r.root, id)); err != nil {
-		return false, fmt.Errorf("unmount bind mounts of %s: %w", id, err)
-	}
-	if err := mounts.Teardown(target); err != nil {
-		return false, fmt.Errorf("unmount rootfs of %s: %w", id, err)
+	if err := r.unmount(r.root, id); err != nil {
+		return false, err
 	}
 	held, err := r.ids.Release(r.root, id)
 	if err != nil {

@@ -111,12 +111,21 @@ func (r *Runtime) allocator(cfg *config.Config) *userns.Allocator {
 // it is gone: a create killed midway, never deleted, may have left its
 // mounts.
 func (r *Runtime) reclaimed(rng userns.Range) {
-	if err := mounts.TeardownStaged(r.bindsDir(rng.Owner.Root, rng.Owner.ID)); err != nil {
-		logrus.Warnf("clean up bind mounts of %s: %v", rng.Owner, err)
+	if err := r.unmount(rng.Owner.Root, rng.Owner.ID); err != nil {
+		logrus.Warnf("clean up %s: %v", rng.Owner, err)
 	}
-	if err := mounts.Teardown(r.mountTarget(rng.Owner.Root, rng.Owner.ID)); err != nil {
-		logrus.Warnf("clean up rootfs of %s: %v", rng.Owner, err)
+}
+
+// unmount removes everything moat mounted for container id under root:
+// its staged bind mounts and its rootfs.
+func (r *Runtime) unmount(root, id string) error {
+	if err := mounts.TeardownStaged(r.bindsDir(root, id)); err != nil {
+		return fmt.Errorf("unmount bind mounts of %s: %w", id, err)
 	}
+	if err := mounts.Teardown(r.mountTarget(root, id)); err != nil {
+		return fmt.Errorf("unmount rootfs of %s: %w", id, err)
+	}
+	return nil
 }
 
 // stateDir is libcontainer's directory for id.

@@ -139,43 +139,21 @@ func New(cfg Config) *Allocator {
 // must not call the Allocator. If o.PIDStart is zero and o.PID is set, the
 // start time of o.PID is filled in.
 func (a *Allocator) Allocate(o Owner, alive func(Owner) bool) (Range, error) {
-	if o.ID == "" {
-		return Range{}, errors.New("allocate ids: empty owner id")
-	}
-	if o.PID > 0 && o.PIDStart == 0 {
-		start, err := ProcessStart(o.PID)
-		if err != nil {
-			return Range{}, fmt.Errorf("allocate ids for %s: %w", o.ID, err)
-		}
-		o.PIDStart = start
-	}
-	var got Range
-	err := a.update(func(st *state) (bool, error) {
-		freed := a.reclaim(st, alive)
-		if r, ok := st.get(o.Key()); ok {
-			return len(freed) > 0, fmt.Errorf("%w: container %s holds uids and gids from %d and %d (duplicate container ID?)", ErrInUse, o, r.UID, r.GID)
-		}
+	return a.take(o, alive, func(st *state) (Range, error) {
 		uid, err := ensureEntry(a.cfg.SubUIDFile, a.cfg.User, a.cfg.Size, a.cfg.Count)
 		if err != nil {
-			return len(freed) > 0, err
+			return Range{}, err
 		}
 		gid, err := ensureEntry(a.cfg.SubGIDFile, a.cfg.User, a.cfg.Size, a.cfg.Count)
 		if err != nil {
-			return len(freed) > 0, err
+			return Range{}, err
 		}
 		r, ok := st.lowestFree(uid, gid, a.cfg.Size)
 		if !ok {
-			return len(freed) > 0, a.exhausted(uid, gid)
+			return Range{}, a.exhausted(uid, gid)
 		}
-		r.Owner = o
-		st.Ranges = append(st.Ranges, r)
-		got = r
-		return true, nil
+		return r, nil
 	})
-	if err != nil {
-		return Range{}, err
-	}
-	return got, nil
 }
 
 // Join records that o uses the range of the container whose host uids start
@@ -183,13 +161,27 @@ func (a *Allocator) Allocate(o Owner, alive func(Owner) bool) (Range, error) {
 // allocated until both have released it. Ranges of owners that are gone are
 // reclaimed first, as in Allocate.
 func (a *Allocator) Join(o Owner, uid uint32, alive func(Owner) bool) (Range, error) {
+	return a.take(o, alive, func(st *state) (Range, error) {
+		for _, r := range st.Ranges {
+			if r.UID == uid {
+				r.Shared = true
+				return r, nil
+			}
+		}
+		return Range{}, fmt.Errorf("%w: no container of moat holds host uid %d", ErrNotAllocated, uid)
+	})
+}
+
+// take records for o the range pick chooses, under the lock, after
+// reclaiming what is gone and refusing an owner that holds one already.
+func (a *Allocator) take(o Owner, alive func(Owner) bool, pick func(*state) (Range, error)) (Range, error) {
 	if o.ID == "" {
-		return Range{}, errors.New("join ids: empty owner id")
+		return Range{}, errors.New("take ids: empty owner id")
 	}
 	if o.PID > 0 && o.PIDStart == 0 {
 		start, err := ProcessStart(o.PID)
 		if err != nil {
-			return Range{}, err
+			return Range{}, fmt.Errorf("take ids for %s: %w", o.ID, err)
 		}
 		o.PIDStart = start
 	}
@@ -199,15 +191,14 @@ func (a *Allocator) Join(o Owner, uid uint32, alive func(Owner) bool) (Range, er
 		if r, ok := st.get(o.Key()); ok {
 			return len(freed) > 0, fmt.Errorf("%w: container %s holds uids and gids from %d and %d (duplicate container ID?)", ErrInUse, o, r.UID, r.GID)
 		}
-		for _, r := range st.Ranges {
-			if r.UID == uid {
-				r.Owner, r.Shared = o, true
-				st.Ranges = append(st.Ranges, r)
-				got = r
-				return true, nil
-			}
+		r, err := pick(st)
+		if err != nil {
+			return len(freed) > 0, err
 		}
-		return len(freed) > 0, fmt.Errorf("%w: no container of moat holds host uid %d", ErrNotAllocated, uid)
+		r.Owner = o
+		st.Ranges = append(st.Ranges, r)
+		got = r
+		return true, nil
 	})
 	if err != nil {
 		return Range{}, err
