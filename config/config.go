@@ -59,6 +59,7 @@ type Config struct {
 	Docker     Docker     `toml:"docker"`
 	Containerd Containerd `toml:"containerd"`
 	IDs        IDs        `toml:"ids"`
+	Devices    Devices    `toml:"devices"`
 }
 
 // Mounts is the [mounts] table: which host paths containers may not
@@ -101,6 +102,32 @@ type IDs struct {
 	// Containers is how many 64K ranges an entry moat adds itself holds;
 	// default 4096.
 	Containers int `toml:"containers"`
+}
+
+// Devices is the [devices] table: which host devices a container may be
+// given when its spec names them (docker's --device). A device named and
+// not allowed fails the create; none is dropped silently.
+type Devices struct {
+	// Allowed are host device nodes a container may be given, besides
+	// the few every container has (null, zero, full, random, urandom,
+	// tty, fuse, net/tun). nil means DefaultAllowedDevices; a set empty
+	// list means none.
+	Allowed []string `toml:"allowed"`
+}
+
+// DefaultAllowedDevices returns the devices a container may be given
+// when the config does not say: ones that reach no host data (a VM
+// monitor, FUSE, tun/tap). It returns a new slice on every call.
+func DefaultAllowedDevices() []string {
+	return []string{"/dev/kvm", "/dev/fuse", "/dev/net/tun"}
+}
+
+// AllowedDevices returns the effective device allowlist.
+func (c *Config) AllowedDevices() []string {
+	if c.Devices.Allowed == nil {
+		return DefaultAllowedDevices()
+	}
+	return c.Devices.Allowed
 }
 
 // Error is a problem with the contents of a configuration file. Line and
@@ -314,6 +341,20 @@ func schema() map[string][]field {
 				s, err := p.onePath(k, v)
 				p.c.Containerd.State = s
 				return err
+			}},
+		},
+		"devices": {
+			{"allowed", func(p *parser, k toml.Key, v any) error {
+				l, err := p.pathList(k, v)
+				if err != nil {
+					return err
+				}
+				// Non-nil even when empty: set, it replaces the defaults.
+				if l == nil {
+					l = []string{}
+				}
+				p.c.Devices.Allowed = l
+				return nil
 			}},
 		},
 		"ids": {

@@ -63,6 +63,9 @@ state = "/run/ctrd"
 [ids]
 subid_user = "moat-ids"
 containers = 16
+
+[devices]
+allowed = ["/dev/kvm", "/dev//vhost-net/"]
 `,
 			want: &Config{
 				Mounts: Mounts{
@@ -77,7 +80,13 @@ containers = 16
 				},
 				Containerd: Containerd{Root: "/srv/containerd", State: "/run/ctrd"},
 				IDs:        IDs{SubIDUser: "moat-ids", Containers: 16},
+				Devices:    Devices{Allowed: []string{"/dev/kvm", "/dev/vhost-net"}},
 			},
+		},
+		{
+			name: "empty device allowlist replaces the defaults",
+			src:  "[devices]\nallowed = []\n",
+			want: withDefaults(func(c *Config) { c.Devices.Allowed = []string{} }),
 		},
 		{
 			name: "dotted keys and inline tables",

@@ -57,8 +57,14 @@ func CloneMappedFile(f *os.File, userns *os.File, recursive bool) (*os.File, err
 	return tree, nil
 }
 
+// setIdmap maps the detached tree and makes it nodev. Every mapped tree
+// is for a container, which opens devices only through the nodes the
+// runtime binds for it: a node on its rootfs or a volume (carried by the
+// image, put there by `docker cp`) must open nothing, whatever the devices
+// cgroup says. The kernel locks the flag in the container's mount
+// namespace, so the container cannot clear it.
 func setIdmap(fd int, userns *os.File, flags int) error {
-	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP, Userns_fd: uint64(userns.Fd())}
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP | unix.MOUNT_ATTR_NODEV, Userns_fd: uint64(userns.Fd())}
 	return unix.MountSetattr(fd, "", uint(flags), &attr)
 }
 

@@ -237,7 +237,8 @@ func (l *layers) mountAs(target string, uid, gid uint32) error {
 	if err := unix.FsconfigCreate(fsfd); err != nil {
 		return fmt.Errorf("create overlay: %w%s", err, fsLog(fsfd))
 	}
-	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, 0)
+	// nodev for the reason setIdmap gives.
+	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_NODEV)
 	if err != nil {
 		return fmt.Errorf("fsmount overlay: %w%s", err, fsLog(fsfd))
 	}

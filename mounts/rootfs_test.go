@@ -646,3 +646,53 @@ func ramfs(t *testing.T, dir string) {
 	}
 	fstest.UnmountAtEnd(t, dir)
 }
+
+// Device nodes that come with the image (a lower layer), that land in the
+// container's upper layer (docker cp), or that lie in a plain directory
+// rootfs cannot be opened through the container's rootfs: it is nodev.
+func TestRootfsNoDevices(t *testing.T) {
+	mknull := func(t *testing.T, path string) {
+		t.Helper()
+		if err := unix.Mknod(path, unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, d string) (source string, nodes []string)
+	}{
+		{"overlay", func(t *testing.T, d string) (string, []string) {
+			l := newDockerLayout(t, d, 2)
+			lower, err := filepath.EvalSymlinks(filepath.Join(l.home, "l", l.lowers[0]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			mknull(t, filepath.Join(lower, "image-null"))
+			mknull(t, filepath.Join(l.upper, "copied-null"))
+			l.mount(t, absLinks)
+			return l.merged, []string{"image-null", "copied-null"}
+		}},
+		{"plain dir", func(t *testing.T, d string) (string, []string) {
+			src := filepath.Join(d, "rootfs")
+			fstest.MakeTree(t, src, fstest.Node{Path: "tmp", Dir: true})
+			mknull(t, filepath.Join(src, "null"))
+			return src, []string{"null"}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := fstest.TestDir(t)
+			source, nodes := tt.setup(t, d)
+			target := filepath.Join(d, "run", "rootfs")
+			rootfs(t, source, target)
+			for _, n := range nodes {
+				if err := os.WriteFile(filepath.Join(source, n), []byte("x"), 0); err != nil {
+					t.Fatalf("the node %s must open at the source, or the test shows nothing: %v", n, err)
+				}
+				if err := os.WriteFile(filepath.Join(target, n), []byte("x"), 0); !errors.Is(err, unix.EACCES) {
+					t.Errorf("open %s through the container's rootfs: %v, want EACCES", n, err)
+				}
+			}
+		})
+	}
+}

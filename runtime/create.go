@@ -184,7 +184,12 @@ func (r *Runtime) prepare(o CreateOpts, rollback *undo) (*libcontainer.Container
 	if err := applyUserns(spec, m, joinPath); err != nil {
 		return nil, nil, Mapping{}, err
 	}
-	filterDevices(spec)
+	if err := confineDevices(spec, deviceRules{
+		Allowed: cfg.AllowedDevices(), Config: r.configPath,
+		Probe: probeHostNode, Stat: statHostDevice,
+	}); err != nil {
+		return nil, nil, Mapping{}, fmt.Errorf("error in the container spec: %w", err)
+	}
 	rollback.add(func() {
 		if err := r.unmount(r.root, o.ID); err != nil {
 			logrus.Warnf("clean up %s: %v", o.ID, err)

@@ -172,23 +172,3 @@ func hasOption(opts []string, want string) bool {
 	}
 	return false
 }
-
-// safeDevices are the device nodes a container may have from the host. A
-// privileged container's request for every host device is cut down to these:
-// in its user namespace it could not use a host disk safely anyway, and
-// exposing one would let it bypass the ID-mapped rootfs.
-var safeDevices = map[string]bool{
-	"/dev/null": true, "/dev/zero": true, "/dev/full": true,
-	"/dev/random": true, "/dev/urandom": true, "/dev/tty": true,
-	"/dev/fuse": true, "/dev/net/tun": true,
-}
-
-func filterDevices(spec *specs.Spec) {
-	devs := spec.Linux.Devices[:0]
-	for _, d := range spec.Linux.Devices {
-		if safeDevices[d.Path] {
-			devs = append(devs, d)
-		}
-	}
-	spec.Linux.Devices = devs
-}

@@ -98,20 +98,6 @@ func TestApplyUsernsOverridesCaller(t *testing.T) {
 	}
 }
 
-func TestFilterDevices(t *testing.T) {
-	spec := &specs.Spec{Linux: &specs.Linux{Devices: []specs.LinuxDevice{
-		{Path: "/dev/null"}, {Path: "/dev/sda"}, {Path: "/dev/fuse"}, {Path: "/dev/kmsg"}, {Path: "/dev/mem"},
-	}}}
-	filterDevices(spec)
-	var got []string
-	for _, d := range spec.Linux.Devices {
-		got = append(got, d.Path)
-	}
-	if !reflect.DeepEqual(got, []string{"/dev/null", "/dev/fuse"}) {
-		t.Errorf("devices kept: %v", got)
-	}
-}
-
 func TestCheckID(t *testing.T) {
 	for id, ok := range map[string]bool{
 		"abc": true, "a.b-c_d+e": true, "4f2c9e": true,
