@@ -250,8 +250,11 @@ func pathWithin(p, base string) bool {
 type RefusedError struct {
 	Source   string
 	Contains string // the restricted path under Source, for an ancestor
-	kind     refusal
-	image    string // the image named, for a socket
+	// Via is the path the mount was asked for when Source is where that
+	// path really leads (see Source.Origins); "" when it is Source.
+	Via   string
+	kind  refusal
+	image string // the image named, for a socket
 }
 
 type refusal int
@@ -265,6 +268,13 @@ const (
 )
 
 func (e *RefusedError) Error() string {
+	if e.Via != "" {
+		return e.message() + " (reached through " + e.Via + ")"
+	}
+	return e.message()
+}
+
+func (e *RefusedError) message() string {
 	const restricted = "because it's configured as a restricted host mount"
 	switch e.kind {
 	case refusedAncestor:

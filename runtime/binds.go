@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -29,7 +30,10 @@ func (r *Runtime) bindsDir(root, id string) string {
 // changes nothing. Mappings the caller gave a mount are replaced by the
 // container's: they could otherwise map onto another container's IDs.
 func (r *Runtime) stageBinds(spec *specs.Spec, id, bundle string, m Mapping, check func(source string) error) (retErr error) {
-	var userns *os.File
+	var (
+		userns *os.File
+		table  mounts.MountTable
+	)
 	defer func() {
 		if userns != nil {
 			userns.Close()
@@ -48,7 +52,14 @@ func (r *Runtime) stageBinds(spec *specs.Spec, id, bundle string, m Mapping, che
 		if err != nil {
 			return err
 		}
-		if err := check(src.Path); err != nil {
+		recursive := hasOption(mnt.Options, "rbind")
+		if table == nil {
+			if table, err = mounts.ReadMountTable(); err != nil {
+				src.Close()
+				return err
+			}
+		}
+		if err := checkSource(src, table, recursive, check); err != nil {
 			src.Close()
 			return fmt.Errorf("error in the container spec: %w", err)
 		}
@@ -59,7 +70,7 @@ func (r *Runtime) stageBinds(spec *specs.Spec, id, bundle string, m Mapping, che
 		}
 		if err == nil {
 			target := filepath.Join(r.bindsDir(r.root, id), strconv.Itoa(i))
-			err = src.Stage(target, userns, hasOption(mnt.Options, "rbind"))
+			err = src.Stage(target, userns, recursive)
 			mnt.Source = target
 		}
 		src.Close()
@@ -68,6 +79,29 @@ func (r *Runtime) stageBinds(spec *specs.Spec, id, bundle string, m Mapping, che
 		}
 		mnt.UIDMappings, mnt.GIDMappings = nil, nil
 		mnt.Options = withoutOptions(mnt.Options, "idmap", "ridmap")
+	}
+	return nil
+}
+
+// checkSource judges a source by its own path and by every host path of
+// what it shows (a named volume can be a bind of "/" in disguise).
+func checkSource(src *mounts.Source, table mounts.MountTable, recursive bool, check func(string) error) error {
+	if err := check(src.Path); err != nil {
+		return err
+	}
+	origins, err := src.Origins(table, recursive)
+	if err != nil {
+		return err
+	}
+	for _, o := range origins {
+		err := check(o)
+		var refused *mounts.RefusedError
+		if errors.As(err, &refused) {
+			refused.Via = src.Path
+		}
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }

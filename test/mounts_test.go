@@ -189,3 +189,67 @@ func TestSocketAllowlist(t *testing.T) {
 		})
 	}
 }
+
+// A named volume is judged by what docker's local driver mounts on it, not
+// by where it is mounted: a bind of "/" or /run, or an overlay of /etc, in
+// the disguise of a volume, is refused like the bind itself; an ordinary
+// directory bound as a volume still mounts.
+func TestVolumesInDisguise(t *testing.T) {
+	vol := func(t *testing.T, opts ...string) string {
+		t.Helper()
+		v := "moat-it-" + randomID()
+		args := []string{"volume", "create", "-d", "local"}
+		for _, o := range opts {
+			args = append(args, "-o", o)
+		}
+		mustDocker(t, append(args, v)...)
+		t.Cleanup(func() { docker("volume", "rm", "-f", v) })
+		return v
+	}
+	upper := hostDir(t, "/srv")
+	for _, d := range []string{"u", "w"} {
+		if err := os.Mkdir(filepath.Join(upper, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := takeSnapshot(t, "/run/docker/runtime-runc/moby")
+	for _, c := range []struct {
+		name string
+		args func(t *testing.T) []string
+		want string
+	}{
+		{"bind of / as a volume", func(t *testing.T) []string {
+			return []string{"-v", vol(t, "type=none", "o=bind", "device=/") + ":/host"}
+		}, "/ because it contains"},
+		{"bind of /run through --mount volume options", func(t *testing.T) []string {
+			return []string{"--mount", "type=volume,dst=/r,volume-driver=local,volume-opt=type=none,volume-opt=o=bind,volume-opt=device=/run"}
+		}, "/run because it contains /run/docker"},
+		{"overlay with a restricted lower layer", func(t *testing.T) []string {
+			o := fmt.Sprintf("o=lowerdir=/etc,upperdir=%s/u,workdir=%s/w", upper, upper)
+			return []string{"-v", vol(t, "type=overlay", "device=overlay", o) + ":/o"}
+		}, "/etc because it contains /etc/docker"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			args := append([]string{"run", "--rm", "--runtime", "moat", "--name", name(t)}, c.args(t)...)
+			r := docker(append(args, image, "true")...)
+			if r.code == 0 || !strings.Contains(r.stderr, restricted+c.want) || !strings.Contains(r.stderr, "(reached through /var/lib/docker/volumes/") {
+				t.Fatalf("want %q, reached through the volume, got %s", restricted+c.want, r)
+			}
+		})
+	}
+	if after := takeSnapshot(t, "/run/docker/runtime-runc/moby"); after.ranges != before.ranges || after.mounts != before.mounts {
+		t.Fatalf("refused creates left state behind:\nbefore %+v\nafter  %+v", before, after)
+	}
+
+	t.Run("ordinary directory bound as a volume", func(t *testing.T) {
+		dir := hostDir(t, "/srv")
+		v := vol(t, "type=none", "o=bind", "device="+dir)
+		out := mustDocker(t, "run", "--rm", "--runtime", "moat", "-v", v+":/v", image, "sh", "-c", "touch /v/new && stat -c %u:%g /v/new")
+		if out != "0:0" {
+			t.Fatalf("in the container: %q", out)
+		}
+		if got := statOwner(t, filepath.Join(dir, "new")); got != "0:0" {
+			t.Fatalf("file written by the container root owned by %s on the host", got)
+		}
+	})
+}
