@@ -167,3 +167,28 @@ func overlayLayers(opts string) ([]string, error) {
 	}
 	return out, nil
 }
+
+// OverlayLayers returns the real paths of the layers that the options of
+// an overlay mount in a spec name, for the policy to judge: such a mount
+// shows its lower layers and writes to its upper one.
+func OverlayLayers(options []string) ([]string, error) {
+	var layers []string
+	for _, o := range options {
+		if k, _, _ := strings.Cut(o, "="); k == "lowerdir" || k == "upperdir" || k == "workdir" || k == "lowerdir+" || k == "datadir+" {
+			layers = append(layers, o)
+		}
+	}
+	if len(layers) == 0 {
+		return nil, nil
+	}
+	paths, err := overlayLayers(strings.Join(layers, ","))
+	if err != nil {
+		return nil, err
+	}
+	for i, p := range paths {
+		if paths[i], err = resolveExisting(filepath.Clean(p), filepath.EvalSymlinks); err != nil {
+			return nil, err
+		}
+	}
+	return paths, nil
+}

@@ -253,3 +253,37 @@ func TestVolumesInDisguise(t *testing.T) {
 		}
 	})
 }
+
+// An overlay mount in a bundle's spec is judged by its layers.
+func TestBundleOverlayLayers(t *testing.T) {
+	root := moatRoot(t)
+	layers := t.TempDir()
+	for _, d := range []string{"l", "u", "w"} {
+		if err := os.Mkdir(filepath.Join(layers, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct{ name, lower, want string }{
+		{"restricted lower layer", "/etc", restrictedBundle + "/etc because it contains /etc/docker"},
+		{"restricted layer through a symlink", "/var/run", restrictedBundle + "/run because it contains /run/docker"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := bundle(t, "true")
+			opts := fmt.Sprintf(`["lowerdir=%s","upperdir=%s/u","workdir=%s/w"]`, c.lower, layers, layers)
+			cfg := filepath.Join(dir, "config.json")
+			must(t, "sh", "-c", fmt.Sprintf(`jq '.mounts += [{"destination":"/o","type":"overlay","source":"overlay","options":%s}]' %s > %s.new && mv %s.new %s`, opts, cfg, cfg, cfg, cfg))
+			before := takeSnapshot(t, root)
+			r := run("", moatBin, "--root", root, "run", "--bundle", dir, "it-"+randomID())
+			if r.code == 0 || !strings.Contains(r.stderr, c.want) {
+				t.Fatalf("want %q, got %s", c.want, r)
+			}
+			if after := takeSnapshot(t, root); after != before {
+				t.Fatalf("refused create left state behind:\nbefore %+v\nafter  %+v", before, after)
+			}
+		})
+	}
+}
+
+// restrictedBundle is the start of the message a refused mount gives moat
+// run on a bundle.
+const restrictedBundle = "error in the container spec: mount /o: can't mount "
