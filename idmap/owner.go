@@ -15,6 +15,40 @@ import (
 // namespace that owns a namespace.
 const nsGetUserns = 0xb701
 
+// nsGetNstype is NS_GET_NSTYPE, _IO(0xb7, 0x3): it returns the CLONE_NEW*
+// flag of a namespace's type.
+const nsGetNstype = 0xb703
+
+// NamespaceType returns the type of the namespace at path as its CLONE_NEW*
+// flag; an error if path is not a namespace at all.
+func NamespaceType(path string) (int, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	t, err := unix.IoctlRetInt(fd, nsGetNstype)
+	if err != nil {
+		// ENOTTY: the ioctl is nsfs's, so the file is no namespace.
+		return 0, fmt.Errorf("%s is not a namespace: %w", path, err)
+	}
+	return t, nil
+}
+
+// IsPinnedNamespace reports whether path is a namespace file that holds
+// the namespace by itself (a bind mount of an nsfs file, as ip netns and
+// CNI make), rather than a /proc/<pid>/ns link, which names a process's.
+func IsPinnedNamespace(path string) (bool, error) {
+	var lst, nsfs unix.Stat_t
+	if err := unix.Lstat(path, &lst); err != nil {
+		return false, err
+	}
+	if err := unix.Stat("/proc/self/ns/net", &nsfs); err != nil {
+		return false, err
+	}
+	return lst.Mode&unix.S_IFMT != unix.S_IFLNK && lst.Dev == nsfs.Dev, nil
+}
+
 // NSID identifies a namespace: the device and inode of its nsfs file.
 type NSID struct{ Dev, Ino uint64 }
 

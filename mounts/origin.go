@@ -31,6 +31,19 @@ func ReadMountTable() (MountTable, error) {
 	return ms, nil
 }
 
+// Without returns the table less the mounts at or under dir: the
+// runtime's own staging area, whose mounts are clones of sources already
+// judged and no view a user has of the host.
+func (t MountTable) Without(dir string) MountTable {
+	out := make(MountTable, 0, len(t))
+	for _, m := range t {
+		if !pathWithin(m.Mountpoint, dir) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 // Origins returns the host paths, other than s.Path, where the object s
 // holds can be reached, or where it comes from (an overlay's layers): each
 // must pass the policy too. With recursive (rbind), the mounts under the

@@ -64,6 +64,7 @@ func (r *Runtime) stageBinds(spec *specs.Spec, id, bundle string, m Mapping, che
 				src.Close()
 				return err
 			}
+			table = table.Without(r.mountDir)
 		}
 		if err := checkSource(src, table, recursive, check); err != nil {
 			src.Close()

@@ -148,6 +148,9 @@ func (r *Runtime) prepare(o CreateOpts, rollback *undo) (*libcontainer.Container
 	if _, err := os.Stat(r.stateDir(o.ID)); err == nil {
 		return nil, nil, Mapping{}, fmt.Errorf("container %s already exists", o.ID)
 	}
+	if err := checkNamespacePaths(spec); err != nil {
+		return nil, nil, Mapping{}, fmt.Errorf("error in the container spec: %w", err)
+	}
 	if err := checkHostNamespaces(spec); err != nil {
 		return nil, nil, Mapping{}, fmt.Errorf("error in the container spec: invalid or unsupported container spec: %w", err)
 	}
@@ -268,7 +271,7 @@ func (r *Runtime) takeIDs(ids *userns.Allocator, id string, join *joinTarget) (u
 	}
 	rng, err := ids.Join(owner, join.uid, r.alive)
 	if errors.Is(err, userns.ErrNotAllocated) {
-		return rng, fmt.Errorf("error in the container spec: namespace %s belongs to no moat container (%w); moat containers can only join the namespaces of other moat containers", join.via, err)
+		return rng, fmt.Errorf("error in the container spec: namespace %s belongs to no moat container (%w); "+joinOnlyMoat, join.via, err)
 	}
 	if err != nil {
 		return rng, fmt.Errorf("share ids of the container of %s with %s: %w", join.via, id, err)

@@ -21,6 +21,30 @@ type joinTarget struct {
 	via string
 }
 
+// joinOnlyMoat ends the messages of joins that moat refuses.
+const joinOnlyMoat = "moat containers can only join the namespaces of other moat containers"
+
+// hostOwned judges a namespace to join that the host's user namespace
+// owns (the host's own were refused before). Only a network namespace
+// pinned by a file, as CNI, ip netns and podman make for a container, is
+// allowed: the container's root cannot use an ipc, uts, pid or mount
+// namespace it does not own (libcontainer would fail deep inside, on
+// mqueue, sethostname, proc or MS_SLAVE), and a /proc/<pid>/ns link names
+// a process outside any moat container, such as a runc container.
+func hostOwned(ns specs.LinuxNamespace) error {
+	pinned, err := idmap.IsPinnedNamespace(ns.Path)
+	if err != nil {
+		return fmt.Errorf("%s namespace %s: %w", ns.Type, ns.Path, err)
+	}
+	if !pinned {
+		return fmt.Errorf("can't join the %s namespace %s: it belongs to a process that is not in a moat container; %s", ns.Type, ns.Path, joinOnlyMoat)
+	}
+	if ns.Type != specs.NetworkNamespace {
+		return fmt.Errorf("can't join the %s namespace %s: the host's user namespace owns it, so the container's root could not use it; %s, and network namespaces made for them", ns.Type, ns.Path, joinOnlyMoat)
+	}
+	return nil
+}
+
 // joinedUserns works out whose user namespace a container must use. A
 // container joining namespaces that another container's user namespace owns
 // must be in that user namespace too: its root could not use them from a
@@ -53,9 +77,10 @@ func joinedUserns(spec *specs.Spec) (join *joinTarget, hostNet string, err error
 			return nil, "", fmt.Errorf("%s namespace %s: %w", ns.Type, ns.Path, err)
 		}
 		if o == host {
-			if ns.Type == specs.NetworkNamespace {
-				hostNet = ns.Path
+			if err := hostOwned(ns); err != nil {
+				return nil, "", err
 			}
+			hostNet = ns.Path
 			continue
 		}
 		if owner != nil && *owner != o {
@@ -77,7 +102,7 @@ func joinedUserns(spec *specs.Spec) (join *joinTarget, hostNet string, err error
 		return nil, "", fmt.Errorf("namespace %s: %w", via, err)
 	}
 	if len(uids) != 1 || len(gids) != 1 || uids[0].ContainerID != 0 || gids[0].ContainerID != 0 {
-		return nil, "", errors.New("namespace " + via + " belongs to a user namespace that moat did not make; moat containers can only join the namespaces of other moat containers")
+		return nil, "", errors.New("namespace " + via + " belongs to a user namespace that moat did not make; " + joinOnlyMoat)
 	}
 	return &joinTarget{userns: fmt.Sprintf("/proc/%d/ns/user", pid), uid: uids[0].HostID, via: via}, hostNet, nil
 }

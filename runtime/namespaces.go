@@ -7,6 +7,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/moatrt/moat/idmap"
 )
 
 // isolatedNamespaces are the namespaces a container may never share with the
@@ -59,6 +61,51 @@ func checkHostNamespaces(spec *specs.Spec) error {
 		return &HostNamespaceError{Shared: shared}
 	}
 	return nil
+}
+
+// nsTypes are the CLONE_NEW* flags of the spec's namespace types.
+var nsTypes = map[specs.LinuxNamespaceType]int{
+	specs.PIDNamespace:     unix.CLONE_NEWPID,
+	specs.NetworkNamespace: unix.CLONE_NEWNET,
+	specs.IPCNamespace:     unix.CLONE_NEWIPC,
+	specs.UTSNamespace:     unix.CLONE_NEWUTS,
+	specs.MountNamespace:   unix.CLONE_NEWNS,
+	specs.UserNamespace:    unix.CLONE_NEWUSER,
+	specs.CgroupNamespace:  unix.CLONE_NEWCGROUP,
+	specs.TimeNamespace:    unix.CLONE_NEWTIME,
+}
+
+// checkNamespacePaths makes sure every namespace path names a namespace of
+// its type, as the runtime spec requires, before anything else looks at
+// it: moat replaces the user, cgroup and time namespaces, and would
+// otherwise accept any file there without a word.
+func checkNamespacePaths(spec *specs.Spec) error {
+	for _, ns := range spec.Linux.Namespaces {
+		want, known := nsTypes[ns.Type]
+		if !known {
+			return fmt.Errorf("unknown namespace type %q", ns.Type)
+		}
+		if ns.Path == "" {
+			continue
+		}
+		got, err := idmap.NamespaceType(ns.Path)
+		if err != nil {
+			return fmt.Errorf("%s namespace path: %w", ns.Type, err)
+		}
+		if got != want {
+			return fmt.Errorf("%s namespace path %s is a %s namespace", ns.Type, ns.Path, nsTypeName(got))
+		}
+	}
+	return nil
+}
+
+func nsTypeName(flag int) string {
+	for t, f := range nsTypes {
+		if f == flag {
+			return string(t)
+		}
+	}
+	return fmt.Sprintf("0x%x", flag)
 }
 
 func namespacePath(spec *specs.Spec, t specs.LinuxNamespaceType) (string, bool) {

@@ -2,12 +2,16 @@ package runtime
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/moatrt/moat/internal/fstest"
 )
@@ -18,6 +22,55 @@ func otherNetns(t *testing.T) string {
 	t.Helper()
 	pid := fstest.NamespacedProcess(t, &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET})
 	return "/proc/" + strconv.Itoa(pid) + "/ns/net"
+}
+
+// pinnedNS bind-mounts the namespace at path onto a file, as ip netns and
+// CNI plugins pin a network namespace, and returns the file.
+func pinnedNS(t *testing.T, path string) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "ns")
+	if err := os.WriteFile(f, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount(path, f, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(f, unix.MNT_DETACH) })
+	return f
+}
+
+func TestCheckNamespacePaths(t *testing.T) {
+	proc := fstest.NamespacedProcess(t, &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET | syscall.CLONE_NEWIPC})
+	netns := pinnedNS(t, "/proc/"+strconv.Itoa(proc)+"/ns/net")
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		ns   specs.LinuxNamespace
+		err  string
+	}{
+		{"no path", specs.LinuxNamespace{Type: specs.UserNamespace}, ""},
+		{"network path", specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: netns}, ""},
+		{"process link", specs.LinuxNamespace{Type: specs.IPCNamespace, Path: "/proc/" + strconv.Itoa(proc) + "/ns/ipc"}, ""},
+		{"user path that is a network namespace", specs.LinuxNamespace{Type: specs.UserNamespace, Path: netns}, "user namespace path " + netns + " is a network namespace"},
+		{"cgroup path that is an ipc namespace", specs.LinuxNamespace{Type: specs.CgroupNamespace, Path: "/proc/" + strconv.Itoa(proc) + "/ns/ipc"}, "is a ipc namespace"},
+		{"time path that is a plain file", specs.LinuxNamespace{Type: specs.TimeNamespace, Path: file}, "time namespace path: " + file + " is not a namespace"},
+		{"missing path", specs.LinuxNamespace{Type: specs.UserNamespace, Path: file + "-nope"}, "no such file"},
+		{"unknown type", specs.LinuxNamespace{Type: "bogus"}, `unknown namespace type "bogus"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := checkNamespacePaths(&specs.Spec{Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{tt.ns}}})
+			switch {
+			case tt.err == "" && err != nil:
+				t.Fatal(err)
+			case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
+				t.Fatalf("error %v, want one containing %q", err, tt.err)
+			}
+		})
+	}
 }
 
 func TestCheckHostNamespaces(t *testing.T) {
@@ -86,8 +139,10 @@ func containerNS(t *testing.T, hostID int) int {
 
 func TestJoinedUserns(t *testing.T) {
 	a, b := containerNS(t, 900000), containerNS(t, 965536)
-	podNet := otherNetns(t)
+	hostOwned := fstest.NamespacedProcess(t, &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET | syscall.CLONE_NEWIPC})
 	ns := func(pid int, kind string) string { return "/proc/" + strconv.Itoa(pid) + "/ns/" + kind }
+	podNet := pinnedNS(t, ns(hostOwned, "net"))
+	hostIPC := pinnedNS(t, ns(hostOwned, "ipc"))
 	tests := []struct {
 		name    string
 		nss     []specs.LinuxNamespace
@@ -105,6 +160,9 @@ func TestJoinedUserns(t *testing.T) {
 			{Type: specs.NetworkNamespace, Path: ns(a, "net")}, {Type: specs.IPCNamespace, Path: ns(b, "ipc")}}, 0, true},
 		{"caller's userns path is ignored", []specs.LinuxNamespace{{Type: specs.UserNamespace, Path: ns(b, "user")}}, 0, false},
 		{"missing path", []specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: "/proc/self/ns/nope"}}, 0, true},
+		{"a non-moat container's netns (a process's, the host's user namespace owns it)", []specs.LinuxNamespace{
+			{Type: specs.NetworkNamespace, Path: ns(hostOwned, "net")}}, 0, true},
+		{"an ipc namespace the host's user namespace owns, pinned", []specs.LinuxNamespace{{Type: specs.IPCNamespace, Path: hostIPC}}, 0, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

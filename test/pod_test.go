@@ -4,12 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
-
-	"github.com/moatrt/moat/internal/fstest"
 )
 
 // setNamespaces points the bundle's namespaces of the given types at paths.
@@ -31,8 +27,11 @@ func setNamespaces(t *testing.T, dir string, paths map[string]string) {
 // range, and both see the pod's network devices in /sys, not the host's.
 func TestPodNamespaces(t *testing.T) {
 	root := moatRoot(t)
-	netnsPid := fstest.NamespacedProcess(t, &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET})
-	netPath := "/proc/" + strconv.Itoa(netnsPid) + "/ns/net"
+	// Pinned by a file, as CNI plugins pin a pod's network namespace.
+	netns := "moat-it-" + randomID()
+	must(t, "ip", "netns", "add", netns)
+	t.Cleanup(func() { run("", "ip", "netns", "delete", netns) })
+	netPath := "/run/netns/" + netns
 	must(t, "nsenter", "--net="+netPath, "ip", "link", "add", "moatpod0", "type", "bridge")
 
 	sandbox := bundle(t, "sleep", "600")

@@ -3,6 +3,7 @@ package test
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -116,4 +117,82 @@ func TestUptime(t *testing.T) {
 	if up, limit := uptime(out), time.Since(start).Seconds()+1; up > limit {
 		t.Fatalf("uptime in a fresh container %.2f, want at most %.2f", up, limit)
 	}
+}
+
+// Joining the namespaces of a container moat does not run (here one under
+// runc) is refused up front, with moat's message, not by some accident
+// further on.
+func TestJoinNonMoatContainer(t *testing.T) {
+	n := name(t)
+	mustDocker(t, "run", "-d", "--runtime", "runc", "--ipc=shareable", "--name", n, image, "sleep", "600")
+	before := takeSnapshot(t, "/run/docker/runtime-runc/moby")
+	for _, c := range []struct{ flag, ns string }{
+		{"--network=container:", "network"},
+		{"--pid=container:", "pid"},
+		{"--ipc=container:", "ipc"},
+	} {
+		t.Run(c.flag, func(t *testing.T) {
+			r := docker("run", "--rm", "--runtime", "moat", "--name", name(t), c.flag+n, image, "true")
+			want := "OCI runtime create failed: error in the container spec: can't join the " + c.ns + " namespace /proc/"
+			if r.code == 0 || !strings.Contains(r.stderr, want) ||
+				!strings.Contains(r.stderr, "it belongs to a process that is not in a moat container; moat containers can only join the namespaces of other moat containers") {
+				t.Fatalf("want %q, got %s", want, r)
+			}
+		})
+	}
+	if after := takeSnapshot(t, "/run/docker/runtime-runc/moby"); after.ranges != before.ranges || after.mounts != before.mounts {
+		t.Fatalf("refused creates left state behind:\nbefore %+v\nafter  %+v", before, after)
+	}
+}
+
+// Namespace paths in a bundle: each must be a namespace of its type, even
+// where moat replaces the namespace; namespaces that the host's user
+// namespace owns can be joined only when they are network namespaces made
+// for the container (pinned by a file, as CNI does).
+func TestBundleNamespacePaths(t *testing.T) {
+	root := moatRoot(t)
+	netns := "moat-it-" + randomID()
+	must(t, "ip", "netns", "add", netns)
+	t.Cleanup(func() { run("", "ip", "netns", "delete", netns) })
+	pinned := func(kind string) string {
+		f := filepath.Join(t.TempDir(), kind)
+		must(t, "touch", f)
+		must(t, "unshare", "--"+kind+"="+f, "true")
+		t.Cleanup(func() { run("", "umount", "-l", f) })
+		return f
+	}
+	ipc, uts := pinned("ipc"), pinned("uts")
+	for _, c := range []struct {
+		name, nsType, path, want string
+	}{
+		{"user namespace path of another type", "user", "/run/netns/" + netns, "error in the container spec: user namespace path /run/netns/" + netns + " is a network namespace"},
+		{"cgroup namespace path that is no namespace", "cgroup", "/etc/hostname", "error in the container spec: cgroup namespace path: /etc/hostname is not a namespace"},
+		{"host-owned ipc namespace", "ipc", ipc, "error in the container spec: can't join the ipc namespace " + ipc + ": the host's user namespace owns it, so the container's root could not use it"},
+		{"host-owned uts namespace", "uts", uts, "error in the container spec: can't join the uts namespace " + uts + ": the host's user namespace owns it"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := bundle(t, "true")
+			cfg := filepath.Join(dir, "config.json")
+			must(t, "sh", "-c", fmt.Sprintf(`jq '.linux.namespaces = [.linux.namespaces[] | select(.type != %q)] + [{"type": %q, "path": %q}]' %s > %s.new && mv %s.new %s`,
+				c.nsType, c.nsType, c.path, cfg, cfg, cfg, cfg))
+			before := takeSnapshot(t, root)
+			r := run("", moatBin, "--root", root, "run", "--bundle", dir, "it-"+randomID())
+			if r.code == 0 || !strings.Contains(r.stderr, c.want) {
+				t.Fatalf("want %q, got %s", c.want, r)
+			}
+			if after := takeSnapshot(t, root); after != before {
+				t.Fatalf("refused create left state behind:\nbefore %+v\nafter  %+v", before, after)
+			}
+		})
+	}
+	t.Run("CNI-made network namespace", func(t *testing.T) {
+		dir := bundle(t, "cat", "/proc/self/uid_map")
+		cfg := filepath.Join(dir, "config.json")
+		must(t, "sh", "-c", fmt.Sprintf(`jq '.linux.namespaces = [.linux.namespaces[] | select(.type != "network")] + [{"type": "network", "path": "/run/netns/%s"}]' %s > %s.new && mv %s.new %s`,
+			netns, cfg, cfg, cfg, cfg))
+		r := run("", moatBin, "--root", root, "run", "--bundle", dir, "it-"+randomID())
+		if r.err != nil || !strings.HasPrefix(strings.TrimSpace(r.stdout), "0") {
+			t.Fatalf("run in a pinned network namespace: %s", r)
+		}
+	})
 }
