@@ -163,18 +163,37 @@ func (r *Runtime) Delete(id string, force bool) error {
 	}
 	switch {
 	case force || st == libcontainer.Created:
-		if err := killAndDestroy(c); err != nil {
-			return err
-		}
+		err = killAndDestroy(c)
 	case st == libcontainer.Stopped:
-		if err := c.Destroy(); err != nil {
-			return err
-		}
+		err = c.Destroy()
 	default:
 		return fmt.Errorf("cannot delete container %s that is not stopped: %s", id, st)
 	}
-	_, err = r.release(id)
-	return err
+	return r.afterDestroy(id, err)
+}
+
+// afterDestroy releases what moat holds for container id once libcontainer
+// has destroyed it, and reports destroyErr. libcontainer removes the
+// cgroups and the state dir before it runs the poststop hooks, so a hook
+// that fails leaves a container that is gone: its mounts and range go too,
+// and the hook's failure is reported after. While the state dir remains
+// (its cgroup could not be removed, or init would not die), the container
+// still exists and keeps them for another delete.
+func (r *Runtime) afterDestroy(id string, destroyErr error) error {
+	if destroyErr != nil {
+		if _, err := os.Stat(r.stateDir(id)); !errors.Is(err, os.ErrNotExist) {
+			return destroyErr
+		}
+	}
+	_, err := r.release(id)
+	if destroyErr != nil {
+		// Drop libcontainer's "unable to destroy container": it is gone.
+		if inner := errors.Unwrap(destroyErr); inner != nil {
+			destroyErr = inner
+		}
+		destroyErr = fmt.Errorf("container %s deleted, but its poststop hooks failed: %w", id, destroyErr)
+	}
+	return errors.Join(err, destroyErr)
 }
 
 // release unmounts the rootfs and frees the ID range of id; it reports

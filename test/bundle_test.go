@@ -60,17 +60,19 @@ func TestBundleLifecycle(t *testing.T) {
 		t.Fatalf("exec uid_map: %q", out)
 	}
 	must(t, moatBin, "--root", root, "kill", id, "KILL")
-	waitStopped(t, root, id)
+	waitStopped(t, moatBin, root, id)
 	must(t, moatBin, "--root", root, "delete", id)
 	if snap := takeSnapshot(t, root); snap.states != "" || strings.Contains(snap.ranges, root) || snap.mounts != "" && strings.Contains(snap.mounts, id) {
 		t.Fatalf("delete left state behind: %+v", snap)
 	}
 }
 
-func waitStopped(t *testing.T, root, id string) {
+// waitStopped waits for container id of the runtime bin (moat or runc) to
+// stop.
+func waitStopped(t *testing.T, bin, root, id string) {
 	t.Helper()
 	for i := 0; i < 100; i++ {
-		st := must(t, moatBin, "--root", root, "state", id)
+		st := must(t, bin, "--root", root, "state", id)
 		if strings.Contains(st, `"status": "stopped"`) {
 			return
 		}
