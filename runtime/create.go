@@ -32,7 +32,7 @@ var validID = regexp.MustCompile(`^[\w+\-.]+$`)
 
 func checkID(id string) error {
 	if id == "" {
-		return errors.New("container id cannot be empty")
+		return ErrEmptyID
 	}
 	if !validID.MatchString(id) || id == "." || id == ".." {
 		return fmt.Errorf("invalid container id %q: use letters, digits, '_', '+', '-' and '.'", id)

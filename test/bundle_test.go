@@ -109,10 +109,6 @@ func TestBadInput(t *testing.T) {
 		{"missing rootfs", []string{"create", "--bundle", write(`{"ociVersion":"1.0.2","process":{"args":["sh"],"cwd":"/"},"root":{"path":"/nonexistent/rootfs"},"linux":{"namespaces":[{"type":"pid"},{"type":"network"},{"type":"ipc"},{"type":"uts"},{"type":"mount"}]}}`), "bad-7"}, "/nonexistent/rootfs"},
 		{"host namespaces", []string{"create", "--bundle", write(`{"ociVersion":"1.0.2","process":{"args":["sh"],"cwd":"/"},"root":{"path":"rootfs"},"linux":{}}`), "bad-8"}, "can't share namespaces [pid network ipc uts mount] with the host"},
 		{"bad id", []string{"create", "--bundle", good, "../escape"}, "invalid container id"},
-		{"unknown id state", []string{"state", "nosuch"}, "container nosuch does not exist"},
-		{"unknown id kill", []string{"kill", "nosuch", "KILL"}, "container nosuch does not exist"},
-		{"unknown id start", []string{"start", "nosuch"}, "container nosuch does not exist"},
-		{"unknown id delete", []string{"delete", "nosuch"}, "container nosuch does not exist"},
 		{"unknown signal", []string{"kill", "nosuch", "SIGNOPE"}, `unknown signal "SIGNOPE"`},
 	}
 	before := takeSnapshot(t, root)
