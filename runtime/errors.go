@@ -8,12 +8,13 @@ import (
 )
 
 // Errors about a container's existence and state, in runc 1.1.5's words.
-// containerd's runc v2 shim decides on the runtime's last error line by
-// substring: "does not exist" (delete and kill of a container that is gone
-// succeed), "container not running" and "no such process" (kill of a task
-// that already exited). dockerd and ctr show the rest to users who know
-// runc's wording. They are returned unwrapped, since the text is the
-// contract; "no such process" comes from libcontainer's own signal error.
+// containerd's runc v2 shim reads the runtime's last error line and matches
+// substrings: "does not exist" (a delete of a container already gone counts
+// as done, a kill as not found), "container not running" and "no such
+// process" (a kill of a task that already exited). dockerd and ctr show the
+// rest to users who know runc's wording. They are returned unwrapped, since
+// the text is the contract; "no such process" comes from libcontainer's own
+// signal error.
 var (
 	ErrEmptyID      = errors.New("container id cannot be empty")
 	ErrNotExist     = errors.New("container does not exist")
