@@ -32,7 +32,7 @@ var validID = regexp.MustCompile(`^[\w+\-.]+$`)
 
 func checkID(id string) error {
 	if id == "" {
-		return errors.New("container id cannot be empty")
+		return ErrEmptyID
 	}
 	if !validID.MatchString(id) || id == "." || id == ".." {
 		return fmt.Errorf("invalid container id %q: use letters, digits, '_', '+', '-' and '.'", id)
@@ -109,12 +109,10 @@ func (r *Runtime) launch(o CreateOpts, run bool) (status int, retErr error) {
 		return status, err
 	}
 	// The container is at hand: no need to load it again as Delete would.
-	err = killAndDestroy(c)
-	if err == nil {
-		_, err = r.release(o.ID)
-	}
-	if err != nil {
-		logrus.Warnf("delete %s after run: %v", o.ID, err)
+	// As with runc, a failed delete is reported but the status stays the
+	// container's.
+	if err := r.afterDestroy(o.ID, killAndDestroy(c)); err != nil {
+		logrus.Errorf("delete %s after run: %v", o.ID, err)
 	}
 	return status, nil
 }

@@ -25,6 +25,13 @@ func (r *Runtime) Events(ctx context.Context, id string, interval time.Duration,
 	if err != nil {
 		return err
 	}
+	st, err := c.Status()
+	if err != nil {
+		return err
+	}
+	if st == libcontainer.Stopped {
+		return errEventsNotRunning(id)
+	}
 	enc := json.NewEncoder(w)
 	stats := func() error {
 		s, err := c.Stats()

@@ -44,9 +44,11 @@ func (r *Runtime) Start(id string) error {
 	case libcontainer.Created:
 		return c.Exec()
 	case libcontainer.Stopped:
-		return fmt.Errorf("cannot start container %s: it has stopped", id)
+		return ErrStartStopped
+	case libcontainer.Running:
+		return ErrStartRunning
 	default:
-		return fmt.Errorf("cannot start container %s: it is %s, not created", id, st)
+		return errStartInState(st)
 	}
 }
 
@@ -75,9 +77,9 @@ func (r *Runtime) Exec(o ExecOpts) (int, error) {
 	}
 	switch {
 	case st == libcontainer.Stopped:
-		return -1, fmt.Errorf("cannot exec in container %s: container not running", o.ID)
+		return -1, ErrExecStopped
 	case st == libcontainer.Paused && !o.IgnorePaused:
-		return -1, fmt.Errorf("cannot exec in paused container %s (use --ignore-paused to override)", o.ID)
+		return -1, ErrExecPaused
 	}
 	if err := checkTerminal(o.Process.Terminal, o.IO); err != nil {
 		return -1, err
@@ -121,13 +123,10 @@ func (r *Runtime) Kill(id string, sig unix.Signal, all bool) error {
 		return err
 	}
 	err = c.Signal(sig)
-	if errors.Is(err, libcontainer.ErrNotRunning) {
-		if all {
-			return nil
-		}
-		return fmt.Errorf("cannot kill container %s: container not running", id)
+	if errors.Is(err, libcontainer.ErrNotRunning) && all {
+		return nil
 	}
-	return err
+	return stateError(err)
 }
 
 // Delete removes a container: its processes (with force), its libcontainer
@@ -140,20 +139,25 @@ func (r *Runtime) Delete(id string, force bool) error {
 	c, err := libcontainer.Load(r.root, id)
 	switch {
 	case errors.Is(err, libcontainer.ErrNotExist):
-		// A half-created container may have left a state dir without
-		// state, and cgroups.
+		// A create interrupted before libcontainer saved its state leaves a
+		// state dir without state, and maybe cgroups, mounts and a range.
+		// A cgroup that cannot be emptied keeps the rest: its processes
+		// still run with the range.
 		if err := r.removeRecordedCgroup(id); err != nil {
 			return err
 		}
-		_ = os.RemoveAll(r.stateDir(id))
-		cleaned, cerr := r.release(id)
-		if cerr != nil {
-			return cerr
+		if err := os.RemoveAll(r.stateDir(id)); err != nil {
+			return fmt.Errorf("remove state of %s: %w", id, err)
 		}
-		if force || cleaned {
+		if err := r.release(id); err != nil {
+			return err
+		}
+		if force {
 			return nil
 		}
-		return fmt.Errorf("container %s does not exist", id)
+		// What runc says after removing such a dir; the shim takes it
+		// for a container already deleted.
+		return ErrNotExist
 	case err != nil:
 		return err
 	}
@@ -163,33 +167,49 @@ func (r *Runtime) Delete(id string, force bool) error {
 	}
 	switch {
 	case force || st == libcontainer.Created:
-		if err := killAndDestroy(c); err != nil {
-			return err
-		}
+		err = killAndDestroy(c)
 	case st == libcontainer.Stopped:
-		if err := c.Destroy(); err != nil {
-			return err
-		}
+		err = c.Destroy()
 	default:
-		return fmt.Errorf("cannot delete container %s that is not stopped: %s", id, st)
+		return errDeleteNotStopped(id, st)
 	}
-	_, err = r.release(id)
-	return err
+	return r.afterDestroy(id, err)
 }
 
-// release unmounts the rootfs and frees the ID range of id; it reports
-// whether there was anything to free.
-func (r *Runtime) release(id string) (bool, error) {
-	target := r.rootfsTarget(id)
-	_, statErr := os.Stat(target)
+// afterDestroy releases what moat holds for container id once libcontainer
+// has destroyed it, and reports destroyErr. libcontainer removes the
+// cgroups and the state dir before it runs the poststop hooks, so a hook
+// that fails leaves a container that is gone: its mounts and range go too,
+// and the hook's failure is reported after. While the state dir remains
+// (its cgroup could not be removed, or init would not die), the container
+// still exists and keeps them for another delete.
+func (r *Runtime) afterDestroy(id string, destroyErr error) error {
+	if destroyErr != nil {
+		if _, err := os.Stat(r.stateDir(id)); !errors.Is(err, os.ErrNotExist) {
+			return destroyErr
+		}
+	}
+	err := r.release(id)
+	if destroyErr != nil {
+		// Drop libcontainer's "unable to destroy container": it is gone.
+		if inner := errors.Unwrap(destroyErr); inner != nil {
+			destroyErr = inner
+		}
+		destroyErr = fmt.Errorf("container %s deleted, but its poststop hooks failed: %w", id, destroyErr)
+	}
+	return errors.Join(err, destroyErr)
+}
+
+// release unmounts the rootfs and staged mounts of id and frees its ID
+// range.
+func (r *Runtime) release(id string) error {
 	if err := r.unmount(r.root, id); err != nil {
-		return false, err
+		return err
 	}
-	held, err := r.ids.Release(r.root, id)
-	if err != nil {
-		return false, fmt.Errorf("release ids of %s: %w", id, err)
+	if _, err := r.ids.Release(r.root, id); err != nil {
+		return fmt.Errorf("release ids of %s: %w", id, err)
 	}
-	return held || statErr == nil, nil
+	return nil
 }
 
 func killAndDestroy(c *libcontainer.Container) error {
@@ -283,7 +303,7 @@ func (r *Runtime) Pause(id string) error {
 	if err != nil {
 		return err
 	}
-	return c.Pause()
+	return stateError(c.Pause())
 }
 
 // Resume thaws the container.
@@ -292,7 +312,7 @@ func (r *Runtime) Resume(id string) error {
 	if err != nil {
 		return err
 	}
-	return c.Resume()
+	return stateError(c.Resume())
 }
 
 // Ranges lists the ID ranges held host-wide, by every state root.

@@ -143,11 +143,11 @@ func (r *Runtime) alive(o userns.Owner) bool {
 // load opens an existing container.
 func (r *Runtime) load(id string) (*libcontainer.Container, error) {
 	if id == "" {
-		return nil, errors.New("container id cannot be empty")
+		return nil, ErrEmptyID
 	}
 	c, err := libcontainer.Load(r.root, id)
 	if errors.Is(err, libcontainer.ErrNotExist) {
-		return nil, fmt.Errorf("container %s does not exist", id)
+		return nil, ErrNotExist
 	}
 	return c, err
 }

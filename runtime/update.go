@@ -1,9 +1,11 @@
 package runtime
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/opencontainers/cgroups"
+	"github.com/opencontainers/runc/libcontainer"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -17,6 +19,9 @@ func (r *Runtime) Update(id string, res *specs.LinuxResources) error {
 	cfg := c.Config()
 	applyResources(cfg.Cgroups.Resources, res)
 	if err := c.Set(cfg); err != nil {
+		if errors.Is(err, libcontainer.ErrNotRunning) {
+			return ErrNotRunning // runc's words, unwrapped
+		}
 		return fmt.Errorf("update %s: %w", id, err)
 	}
 	return nil

@@ -59,12 +59,7 @@ func TestKilledDuringCreate(t *testing.T) {
 	if pids := processesMentioning(root); len(pids) > 0 {
 		t.Errorf("processes of the killed creates still run: %v", pids)
 	}
-	if cgs, _ := filepath.Glob("/sys/fs/cgroup/*/" + prefix + "-*"); len(cgs) > 0 {
-		t.Errorf("cgroups left: %v", cgs)
-	}
-	if cgs, _ := filepath.Glob("/sys/fs/cgroup/*/*/" + prefix + "-*"); len(cgs) > 0 {
-		t.Errorf("cgroups left: %v", cgs)
-	}
+	checkNoCgroups(t, prefix+"-*")
 }
 
 // processesMentioning lists the processes whose environment or command line
@@ -100,5 +95,16 @@ func checkNothingLeft(t *testing.T, root, name string) {
 	}
 	if es, _ := os.ReadDir(root); len(es) > 0 {
 		t.Errorf("state left in %s: %v", root, es)
+	}
+}
+
+// checkNoCgroups fails the test if a cgroup whose name matches the glob
+// pattern is left, at the top of a hierarchy or one level down.
+func checkNoCgroups(t *testing.T, pattern string) {
+	t.Helper()
+	for _, g := range []string{"/sys/fs/cgroup/*/", "/sys/fs/cgroup/*/*/"} {
+		if cgs, _ := filepath.Glob(g + pattern); len(cgs) > 0 {
+			t.Errorf("cgroups left: %v", cgs)
+		}
 	}
 }

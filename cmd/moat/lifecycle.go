@@ -236,7 +236,8 @@ func parseSignal(s string) (unix.Signal, error) {
 		return unix.SIGTERM, nil
 	}
 	if n, err := strconv.Atoi(s); err == nil {
-		if n <= 0 || n > 64 {
+		// 0 only checks that the container runs, as with runc.
+		if n < 0 || n > 64 {
 			return 0, fmt.Errorf("invalid signal number %d", n)
 		}
 		return unix.Signal(n), nil
