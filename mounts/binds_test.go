@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
 	"github.com/moatrt/moat/idmap"
@@ -963,5 +964,51 @@ func checkSlaveOf(t *testing.T, src, clone string) {
 	mountTmpfs(t, filepath.Join(src, "later"), 0)
 	if got := fstest.MountsUnder(t, filepath.Join(clone, "later")); len(got) != 1 {
 		t.Errorf("a mount under the source after cloning, in the clone: %v", got)
+	}
+}
+
+// Staged device nodes belong to the container's IDs, have the modes asked
+// for and open (their tmpfs is not nodev); teardown leaves nothing.
+func TestStageDevices(t *testing.T) {
+	d := fstest.TestDir(t)
+	dir := filepath.Join(d, "staging", "c1@binds", "devices")
+	nodes := []Node{
+		{Name: "0", Type: unix.S_IFCHR, Major: 1, Minor: 3, Perm: 0o660, UID: 100000, GID: 300000},
+		{Name: "1", Type: unix.S_IFIFO, Perm: 0o600, UID: 100005, GID: 300005},
+	}
+	if err := StageDevices(dir, nodes); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { TeardownStaged(filepath.Dir(dir)) })
+	for _, c := range []struct{ name, want string }{{"0", "100000:300000 char 1:3"}, {"1", "100005:300005 other"}} {
+		if got := fstest.StatString(filepath.Join(dir, c.name)); got != c.want {
+			t.Errorf("node %s is %q, want %q", c.name, got, c.want)
+		}
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(filepath.Join(dir, "0"), &st); err != nil || st.Mode&0o777 != 0o660 {
+		t.Errorf("mode of node 0: %o %v", st.Mode&0o777, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "0"), []byte("x"), 0); err != nil {
+		t.Errorf("write through the staged null: %v", err)
+	}
+	if err := TeardownStaged(filepath.Dir(dir)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Dir(dir)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("staging dir after teardown: %v", err)
+	}
+
+	// A bad node fails the whole stage and leaves nothing mounted.
+	bad := filepath.Join(d, "staging", "c2@binds", "devices")
+	err := StageDevices(bad, []Node{nodes[0], {Name: "../x", Type: unix.S_IFCHR, Major: 1, Minor: 3}})
+	if err == nil {
+		t.Fatal("a node named ../x was staged")
+	}
+	if m, err := mountinfo.Mounted(bad); err == nil && m {
+		t.Errorf("%s still mounted after a failed stage", bad)
+	}
+	if _, err := os.Stat(filepath.Join(bad, "0")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("node of a failed stage: %v", err)
 	}
 }

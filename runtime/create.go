@@ -185,10 +185,11 @@ func (r *Runtime) prepare(o CreateOpts, rollback *undo) (*libcontainer.Container
 	if err := applyUserns(spec, m, joinPath); err != nil {
 		return nil, nil, Mapping{}, err
 	}
-	if err := confineDevices(spec, deviceRules{
+	devices, err := confineDevices(spec, deviceRules{
 		Allowed: cfg.AllowedDevices(), Config: r.configPath,
 		Probe: probeHostNode, Stat: statHostDevice,
-	}); err != nil {
+	})
+	if err != nil {
 		return nil, nil, Mapping{}, fmt.Errorf("error in the container spec: %w", err)
 	}
 	rollback.add(func() {
@@ -207,6 +208,11 @@ func (r *Runtime) prepare(o CreateOpts, rollback *undo) (*libcontainer.Container
 		return nil, nil, Mapping{}, err
 	}
 	if err := r.stageSysfs(spec, o.ID, hostNet); err != nil {
+		return nil, nil, Mapping{}, err
+	}
+	// After stageBinds: these binds are moat's own nodes, not sources to
+	// judge and map.
+	if err := r.stageDevices(spec, o.ID, m, devices); err != nil {
 		return nil, nil, Mapping{}, err
 	}
 

@@ -5,22 +5,31 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/moatrt/moat/mounts"
 )
 
 // A container's devices are decided by their numbers, never by their
 // paths: docker's --device /dev/sda:/dev/null names a disk at the path of
-// a harmless device. And in a user namespace libcontainer cannot mknod, so
-// it bind-mounts the host's file at the device's container path, whatever
-// that file is: a device entry is also a way to mount any host path. So a
-// device is given only if the host's file at its path, reached without
-// symlinks, under /dev, is that very device. The devices cgroup then
-// allows exactly the devices given, whatever the caller's rules said,
-// so a node the container finds elsewhere (carried by its image, put
-// there by `docker cp`) opens nothing even if a mount let it try.
+// a harmless device. The devices cgroup allows exactly the devices given,
+// whatever the caller's rules said, so a node the container finds
+// elsewhere (carried by its image, put there by `docker cp`) opens nothing
+// even if a mount let it try (none does: see idmap's nodev).
+//
+// In a user namespace libcontainer cannot mknod, so it bind-mounts the
+// host's file at the device's container path, whatever that file is: a
+// device entry would also be a way to mount any host path, and the host's
+// node belongs to host root, whom the container cannot act as. So
+// libcontainer gives only the devices of every container (/dev/null and
+// the like, open to all) whose host file at that path, reached without
+// symlinks, is that very device; moat makes the node of every other device itself, owned
+// by the container, and binds it (stageDevices).
 
 // devNum is a device as the kernel and the devices cgroup know it.
 type devNum struct {
@@ -55,22 +64,22 @@ func baseDevice(n devNum) bool {
 	return false
 }
 
+// everyContainers reports whether n is one of the devices libcontainer
+// gives every container from the host's nodes, which hosts make open to
+// all (mode 0666); fuse and tun often are not, so moat makes theirs.
+func everyContainers(n devNum) bool {
+	return baseDevice(n) && !(n.major == 10 && (n.minor == 229 || n.minor == 200))
+}
+
 // DeviceError is a device the spec names that the container may not have.
 // Its message reaches the docker user after "OCI runtime create failed:".
 type DeviceError struct {
 	Path   string // in the container, as the spec names it
 	Num    devNum
 	Config string // the config file whose allowlist applies
-	// Host is what the host has at Path when it is not the device; ""
-	// when the device is simply not allowed.
-	Host string
 }
 
 func (e *DeviceError) Error() string {
-	if e.Host != "" {
-		return fmt.Sprintf("can't give the container device %s (%s): a device is given at its host path under /dev, and the host's %s is %s",
-			e.Path, e.Num, e.Path, e.Host)
-	}
 	return fmt.Sprintf("can't give the container device %s (%s) because it's not on the device allowlist (devices.allowed in %s)",
 		e.Path, e.Num, e.Config)
 }
@@ -91,43 +100,49 @@ type deviceRules struct {
 }
 
 // confineDevices keeps the spec's devices that the container may have and
-// makes the devices cgroup allow exactly those. A privileged spec (one
-// whose cgroup rules allow every device) lists every host device: it keeps
-// the base set and loses the rest, as documented. Any other spec names its
-// devices on purpose, so one that is not allowed fails the create.
-func confineDevices(spec *specs.Spec, rules deviceRules) error {
+// makes the devices cgroup allow exactly those. It leaves in the spec the
+// devices libcontainer can give and returns those moat must make itself.
+// A privileged spec (one whose cgroup rules allow every device) lists
+// every host device: it keeps the base set and loses the rest, as
+// documented. Any other spec names its devices on purpose, so one that is
+// not allowed fails the create.
+func confineDevices(spec *specs.Spec, rules deviceRules) (staged []specs.LinuxDevice, err error) {
 	if spec.Linux.Resources == nil {
 		spec.Linux.Resources = &specs.LinuxResources{}
 	}
 	privileged := allowsEveryDevice(spec.Linux.Resources.Devices)
-	var allowed map[devNum]bool
-	kept := make([]specs.LinuxDevice, 0, len(spec.Linux.Devices))
+	var (
+		allowed map[devNum]bool
+		direct  = make([]specs.LinuxDevice, 0, len(spec.Linux.Devices))
+	)
 	for _, d := range spec.Linux.Devices {
 		n, err := declaredDevice(d)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if !baseDevice(n) {
-			if privileged {
-				continue
-			}
+		base := baseDevice(n)
+		if !base && privileged {
+			continue
+		}
+		if !base {
 			if allowed == nil {
 				if allowed, err = allowlist(rules); err != nil {
-					return err
+					return nil, err
 				}
 			}
 			if !allowed[n] {
-				return &DeviceError{Path: d.Path, Num: n, Config: rules.Config}
+				return nil, &DeviceError{Path: d.Path, Num: n, Config: rules.Config}
 			}
 		}
-		if err := checkHostNode(d.Path, n, rules.Probe); err != nil {
-			return err
+		if everyContainers(n) && atHostPath(d.Path, n, rules.Probe) {
+			direct = append(direct, d)
+		} else {
+			staged = append(staged, d)
 		}
-		kept = append(kept, d)
 	}
-	spec.Linux.Devices = kept
-	spec.Linux.Resources.Devices = cgroupRules(kept)
-	return nil
+	spec.Linux.Devices = direct
+	spec.Linux.Resources.Devices = cgroupRules(slices.Concat(direct, staged))
+	return staged, nil
 }
 
 // allowsEveryDevice reports whether device cgroup rules give read or write
@@ -172,21 +187,15 @@ func allowlist(rules deviceRules) (map[devNum]bool, error) {
 	return out, nil
 }
 
-// checkHostNode makes sure the file libcontainer will bind-mount for the
-// device (the host's file at the device's container path) is the device.
-func checkHostNode(path string, want devNum, probe deviceProbe) error {
+// atHostPath reports whether the host's file at path, which libcontainer
+// would bind-mount for the device, is the device itself.
+func atHostPath(path string, want devNum, probe deviceProbe) bool {
 	clean := filepath.Clean(path)
 	if !strings.HasPrefix(clean, "/dev/") {
-		return &DeviceError{Path: path, Num: want, Host: "outside /dev"}
+		return false
 	}
 	got, err := probe(clean)
-	if err != nil {
-		return &DeviceError{Path: path, Num: want, Host: err.Error()}
-	}
-	if got != want {
-		return &DeviceError{Path: path, Num: want, Host: got.String()}
-	}
-	return nil
+	return err == nil && got == want
 }
 
 // cgroupRules allow exactly the given devices; libcontainer adds its own
@@ -219,7 +228,7 @@ func probeHostNode(path string) (devNum, error) {
 		return devNum{}, errors.New("reached through a symlink")
 	}
 	if err != nil {
-		return devNum{}, describeErrno(err)
+		return devNum{}, err
 	}
 	defer unix.Close(fd)
 	var st unix.Stat_t
@@ -259,9 +268,47 @@ func statDevice(st *unix.Stat_t) (devNum, error) {
 	return devNum{}, errors.New("not a device")
 }
 
-func describeErrno(err error) error {
-	if errors.Is(err, unix.ENOENT) {
-		return errors.New("missing")
+// stageDevices makes the nodes of the devices libcontainer cannot give
+// (see confineDevices), owned by the container's IDs, and binds each at
+// its device's path in the container.
+func (r *Runtime) stageDevices(spec *specs.Spec, id string, m Mapping, devs []specs.LinuxDevice) error {
+	if len(devs) == 0 {
+		return nil
 	}
-	return err
+	dir := filepath.Join(r.bindsDir(r.root, id), "devices")
+	nodes := make([]mounts.Node, 0, len(devs))
+	for i, d := range devs {
+		n, err := declaredDevice(d)
+		if err != nil {
+			return err
+		}
+		var uid, gid uint32
+		if d.UID != nil {
+			uid = *d.UID
+		}
+		if d.GID != nil {
+			gid = *d.GID
+		}
+		if uid >= m.Size || gid >= m.Size {
+			return fmt.Errorf("device %s: owner %d:%d is outside the container's IDs (0 to %d)", d.Path, uid, gid, m.Size-1)
+		}
+		perm := uint32(0o666) // libcontainer's default too
+		if d.FileMode != nil {
+			perm = uint32(*d.FileMode) & 0o777
+		}
+		typ := map[byte]uint32{'c': unix.S_IFCHR, 'b': unix.S_IFBLK, 'p': unix.S_IFIFO}[n.typ]
+		nodes = append(nodes, mounts.Node{
+			Name: strconv.Itoa(i), Type: typ, Major: uint32(n.major), Minor: uint32(n.minor),
+			Perm: perm, UID: int(m.UID + uid), GID: int(m.GID + gid),
+		})
+	}
+	if err := mounts.StageDevices(dir, nodes); err != nil {
+		return err
+	}
+	for i, d := range devs {
+		spec.Mounts = append(spec.Mounts, specs.Mount{
+			Destination: d.Path, Type: "bind", Source: filepath.Join(dir, strconv.Itoa(i)), Options: []string{"bind"},
+		})
+	}
+	return nil
 }

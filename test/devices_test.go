@@ -144,16 +144,43 @@ true`, marker, kmsgLine)
 }
 
 // Devices named with --device: the base set and allowlisted ones are
-// given; any other is refused by name, with the config key to change.
+// given, owned by the container's root so that it can open them, at the
+// path asked for; any other is refused by name, with the config key to
+// change.
 func TestNamedDevices(t *testing.T) {
-	loop, _ := loopDevice(t, "moat-named-"+randomID())
+	marker := "moat-named-" + randomID()
+	loop, _ := loopDevice(t, marker)
 	major, minor := devNumbers(t, loop)
 
-	t.Run("allowed", func(t *testing.T) {
+	t.Run("base devices open", func(t *testing.T) {
 		n := dockerRun(t, []string{"--device", "/dev/fuse", "--device", "/dev/net/tun"}, "sleep", "600")
-		out := mustDocker(t, "exec", n, "sh", "-c", "stat -c '%n %t:%T' /dev/fuse /dev/net/tun")
-		if want := "/dev/fuse a:e5\n/dev/net/tun a:c8"; out != want {
+		out := mustDocker(t, "exec", n, "sh", "-c", "stat -c '%n %u:%g %t:%T' /dev/fuse /dev/net/tun && exec 3<>/dev/fuse 4<>/dev/net/tun && echo opened")
+		if want := "/dev/fuse 0:0 a:e5\n/dev/net/tun 0:0 a:c8\nopened"; out != want {
 			t.Errorf("devices inside: %q, want %q", out, want)
+		}
+	})
+
+	t.Run("allowlisted device at another path reads the host device", func(t *testing.T) {
+		rt, _ := configuredRuntime(t, fmt.Sprintf("[devices]\nallowed = [%q]\n", loop))
+		out := mustDocker(t, "run", "--rm", "--runtime", rt, "--device", loop+":/dev/xvdb", image,
+			"sh", "-c", "stat -c '%u:%g %t:%T' /dev/xvdb && head -c 64 /dev/xvdb")
+		if want := fmt.Sprintf("0:0 %x:%x\n%s", major, minor, marker); !strings.HasPrefix(out, want) {
+			t.Errorf("device inside: %q, want it to start with %q", out, want)
+		}
+	})
+
+	t.Run("a base device at a host file's path is a device, not the file", func(t *testing.T) {
+		host, err := os.ReadFile("/etc/hostname")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := mustDocker(t, "run", "--rm", "--runtime", "moat", "--device", "/dev/null:/etc/hostname", image,
+			"sh", "-c", "stat -c '%F %t:%T' /etc/hostname && echo x > /etc/hostname && cat /etc/hostname")
+		if out != "character special file 1:3" {
+			t.Errorf("inside: %q, want the null device", out)
+		}
+		if now, _ := os.ReadFile("/etc/hostname"); string(now) != string(host) {
+			t.Errorf("the host's /etc/hostname changed: %q", now)
 		}
 	})
 
@@ -164,8 +191,6 @@ func TestNamedDevices(t *testing.T) {
 			fmt.Sprintf("can't give the container device %s (b %d:%d) because it's not on the device allowlist (devices.allowed in /etc/moat/config.toml)", loop, major, minor)},
 		{"a disk at a harmless device's path", loop + ":/dev/null",
 			fmt.Sprintf("can't give the container device /dev/null (b %d:%d) because it's not on the device allowlist", major, minor)},
-		{"a base device at a host file's path", "/dev/null:/etc/hostname-of-host",
-			"can't give the container device /etc/hostname-of-host (c 1:3): a device is given at its host path under /dev, and the host's /etc/hostname-of-host is outside /dev"},
 	}
 	for _, tt := range refused {
 		t.Run(tt.name, func(t *testing.T) {
