@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,19 +19,19 @@ import (
 // The kernel lets only the root of a network namespace's owner write its
 // sysctls: the container's init, root of its own user namespace, would be
 // refused where runc's init, real root, succeeds. The namespace is the
-// container's (the host's was refused before), so moat writes them for it.
+// container's (the host's was refused before), so moat writes them for it,
+// and opens the ports below 1024 there if the container may bind them.
 func netSysctls(spec *specs.Spec, netns string, m Mapping) error {
 	if netns == "" || spec.Linux == nil {
 		return nil
 	}
 	var keys []string
+	set := map[string]bool{}
 	for key := range spec.Linux.Sysctl {
-		if strings.HasPrefix(sysctlPath(key), "net/") {
+		if p := sysctlPath(key); strings.HasPrefix(p, "net/") {
 			keys = append(keys, key)
+			set[p] = true
 		}
-	}
-	if len(keys) == 0 {
-		return nil
 	}
 	sort.Strings(keys)
 	values := make([]string, len(keys))
@@ -43,6 +44,19 @@ func netSysctls(spec *specs.Spec, netns string, m Mapping) error {
 			}
 		}
 		values[i] = v
+	}
+	// The kernel checks CAP_NET_BIND_SERVICE in the network namespace's
+	// owner, where the container has no capability: a container given
+	// it could not bind ports below 1024 (a web server on port 80) as
+	// under runc. Opening those ports to the namespace's users, as docker
+	// does for every container, gives it back. A value in the spec wins.
+	const portStart = "net/ipv4/ip_unprivileged_port_start"
+	if !set[portStart] && mayHold(spec, "CAP_NET_BIND_SERVICE") {
+		keys = append(keys, portStart)
+		values = append(values, "0")
+	}
+	if len(keys) == 0 {
+		return nil
 	}
 	err := idmap.InNetns(netns, func() error {
 		// Looked up from this thread, /proc/sys/net is the namespace's.
@@ -82,6 +96,13 @@ func writeSysctl(dir int, rel, value string) error {
 		return fmt.Errorf("write %q: %w", value, err)
 	}
 	return nil
+}
+
+// mayHold reports whether a process of the container may ever hold the
+// capability: whether it is in the bounding set.
+func mayHold(spec *specs.Spec, capability string) bool {
+	return spec.Process != nil && spec.Process.Capabilities != nil &&
+		slices.Contains(spec.Process.Capabilities.Bounding, capability)
 }
 
 // sysctlPath is the path under /proc/sys of a sysctl key, given as

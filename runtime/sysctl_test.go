@@ -97,6 +97,21 @@ func TestNetSysctls(t *testing.T) {
 		t.Errorf("the host's ip_unprivileged_port_start changed from %q to %q", hostPorts, now)
 	}
 
+	// A container that may bind ports below 1024 can there too: the
+	// kernel would check its capability in the host's user namespace.
+	for _, tc := range []struct {
+		caps []string
+		want string
+	}{{[]string{"CAP_CHOWN"}, ports}, {[]string{"CAP_CHOWN", "CAP_NET_BIND_SERVICE"}, "0"}} {
+		spec = &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: tc.caps}}, Linux: &specs.Linux{}}
+		if err := netSysctls(spec, netns, m); err != nil {
+			t.Fatal(err)
+		}
+		if got := read("net/ipv4/ip_unprivileged_port_start"); got != tc.want {
+			t.Errorf("capabilities %v: ip_unprivileged_port_start %q, want %s", tc.caps, got, tc.want)
+		}
+	}
+
 	// Without a network namespace of the host's, libcontainer writes them.
 	spec = &specs.Spec{Linux: &specs.Linux{Sysctl: map[string]string{"net.ipv4.ip_forward": "1"}}}
 	if err := netSysctls(spec, "", m); err != nil || len(spec.Linux.Sysctl) != 1 {
