@@ -331,6 +331,44 @@ func TestMountOverlayReadOnly(t *testing.T) {
 	}
 }
 
+// Mounting an overlay, which changes the credentials of a thread, leaves
+// every thread with its own, the main thread included, also when the mount
+// fails.
+func TestMountOverlayThreads(t *testing.T) {
+	d := fstest.TestDir(t)
+	o := overlayLayers(t, d)
+	t.Run("main thread", func(t *testing.T) {
+		// Run first thing in a fresh process, the mount is made on the
+		// main thread, as in the moat command.
+		m := filepath.Join(d, "merged")
+		fstest.UnmountAtEnd(t, m)
+		fstest.OnMain(t, "mount-overlay", append([]string{m, o.Upper, o.Work}, o.Lower...)...)
+		if got := fstest.StatString(filepath.Join(m, "user1000")); got != "101000:301000 file" {
+			t.Errorf("host view of user1000: %q", got)
+		}
+	})
+	t.Run("repeated", func(t *testing.T) {
+		before, err := fstest.ThreadStates()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 20; i++ {
+			m := filepath.Join(d, "merged"+strconv.Itoa(i))
+			if err := os.Mkdir(m, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			ro := Overlay{Lower: o.Lower}
+			mountOverlay(t, m, ro)
+			bad := ro
+			bad.Options = []string{"nosuchoption"}
+			if err := MountOverlay(m, bad, ctrUIDs, ctrGIDs); err == nil {
+				t.Fatal("an overlay with a bad option mounted")
+			}
+		}
+		fstest.CheckThreads(t, before)
+	})
+}
+
 func TestMountOverlayErrors(t *testing.T) {
 	tests := []struct {
 		name   string

@@ -7,7 +7,16 @@ import (
 	"github.com/moatrt/moat/internal/fstest"
 )
 
-func TestMain(m *testing.M) { fstest.Main(m) }
+func TestMain(m *testing.M) {
+	fstest.Main(m, map[string]func([]string) error{
+		// netns
+		"in-netns": func(args []string) error { return inNetnsCheck(args[0]) },
+		// target upper work lower...
+		"mount-overlay": func(args []string) error {
+			return MountOverlay(args[0], Overlay{Upper: args[1], Work: args[2], Lower: args[3:]}, ctrUIDs, ctrGIDs)
+		},
+	})
+}
 
 func sysMap(ms []Mapping) []syscall.SysProcIDMap {
 	var out []syscall.SysProcIDMap

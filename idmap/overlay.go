@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -92,10 +93,18 @@ func MountOverlay(target string, o Overlay, uids, gids []Mapping) error {
 
 	errc := make(chan error, 1)
 	go func() {
-		// The credentials of this thread change and are never changed
-		// back: it stays locked, so Go ends it with the goroutine.
+		// The thread's credentials change for the mount and are changed
+		// back before Go may run anything else on it. It can be the
+		// process's main thread, which Go never ends and whose
+		// credentials are the ones the process shows in /proc/self.
 		runtime.LockOSThread()
-		errc <- l.mountAs(target, uid, gid)
+		restored, err := asUser(uid, gid, func() error { return l.mount(target) })
+		if restored {
+			runtime.UnlockOSThread()
+		}
+		// Otherwise the thread stays locked and Go ends it with this
+		// goroutine.
+		errc <- err
 	}()
 	return <-errc
 }
@@ -185,26 +194,92 @@ type layers struct {
 	options     []string
 }
 
-// mountAs creates the overlay as host uid/gid and mounts it at target. It
-// must run on a locked thread that is thrown away afterwards.
-func (l *layers) mountAs(target string, uid, gid uint32) error {
+// asUser runs fn on the calling, locked thread with uid and gid as its IDs
+// and no supplementary groups, keeping its capabilities, then gives the
+// thread its own credentials back. It reports whether it did; a thread that
+// could not be restored must never run anything else.
+func asUser(uid, gid uint32, fn func() error) (restored bool, err error) {
+	secbits, err := unix.PrctlRetInt(unix.PR_GET_SECUREBITS, 0, 0, 0, 0)
+	if err != nil {
+		return true, fmt.Errorf("read securebits: %w", err)
+	}
+	ruid, euid, suid := unix.Getresuid()
+	rgid, egid, sgid := unix.Getresgid()
+	groups, err := unix.Getgroups()
+	if err != nil {
+		return true, fmt.Errorf("read supplementary groups: %w", err)
+	}
+	defer func() {
+		// The uid first: the securebit that keeps the capabilities
+		// across it is still set, and setting the rest needs them.
+		var errs []error
+		if err := setresuid(ruid, euid, suid); err != nil {
+			errs = append(errs, err)
+		}
+		if err := setresgid(rgid, egid, sgid); err != nil {
+			errs = append(errs, err)
+		}
+		if err := setgroups(groups); err != nil {
+			errs = append(errs, err)
+		}
+		if err := unix.Prctl(unix.PR_SET_SECUREBITS, uintptr(secbits), 0, 0, 0); err != nil {
+			errs = append(errs, fmt.Errorf("restore securebits: %w", err))
+		}
+		if len(errs) > 0 {
+			restored = false
+			err = errors.Join(err, fmt.Errorf("restore the thread's credentials: %w", errors.Join(errs...)))
+		}
+	}()
+
 	// Keep the capabilities (CAP_SYS_ADMIN, CAP_DAC_OVERRIDE, CAP_MKNOD...)
 	// across the change of uid.
-	if err := unix.Prctl(unix.PR_SET_SECUREBITS, secbitNoSetuidFixup, 0, 0, 0); err != nil {
-		return fmt.Errorf("keep capabilities: %w", err)
+	if err := unix.Prctl(unix.PR_SET_SECUREBITS, uintptr(secbits|secbitNoSetuidFixup), 0, 0, 0); err != nil {
+		return true, fmt.Errorf("keep capabilities: %w", err)
 	}
-	// Raw system calls change this thread only; syscall.Setresuid and
-	// friends change every thread of the process.
-	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, 0, 0, 0); e != 0 {
-		return fmt.Errorf("drop supplementary groups: %w", e)
+	if err := setgroups(nil); err != nil {
+		return true, err
 	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(gid), uintptr(gid), uintptr(gid)); e != 0 {
-		return fmt.Errorf("setresgid %d: %w", gid, e)
+	if err := setresgid(int(gid), int(gid), int(gid)); err != nil {
+		return true, err
 	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(uid), uintptr(uid), uintptr(uid)); e != 0 {
-		return fmt.Errorf("setresuid %d: %w", uid, e)
+	if err := setresuid(int(uid), int(uid), int(uid)); err != nil {
+		return true, err
 	}
+	return true, fn()
+}
 
+// Raw system calls change the calling thread only; syscall.Setresuid and
+// friends change every thread of the process.
+
+func setresuid(r, e, s int) error {
+	if _, _, errno := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(r), uintptr(e), uintptr(s)); errno != 0 {
+		return fmt.Errorf("setresuid %d %d %d: %w", r, e, s, errno)
+	}
+	return nil
+}
+
+func setresgid(r, e, s int) error {
+	if _, _, errno := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(r), uintptr(e), uintptr(s)); errno != 0 {
+		return fmt.Errorf("setresgid %d %d %d: %w", r, e, s, errno)
+	}
+	return nil
+}
+
+func setgroups(groups []int) error {
+	list := make([]uint32, len(groups)+1) // never empty, for &list[0]
+	for i, g := range groups {
+		list[i] = uint32(g)
+	}
+	_, _, errno := unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(groups)), uintptr(unsafe.Pointer(&list[0])), 0)
+	if errno != 0 {
+		return fmt.Errorf("setgroups %v: %w", groups, errno)
+	}
+	return nil
+}
+
+// mount creates the overlay and mounts it at target, with the credentials
+// of the calling thread.
+func (l *layers) mount(target string) error {
 	fsfd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
 	if err != nil {
 		return fmt.Errorf("fsopen overlay: %w", err)

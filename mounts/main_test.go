@@ -8,7 +8,12 @@ import (
 	"github.com/moatrt/moat/internal/fstest"
 )
 
-func TestMain(m *testing.M) { fstest.Main(m) }
+func TestMain(m *testing.M) {
+	fstest.Main(m, map[string]func([]string) error{
+		// netns, target
+		"stage-sysfs": func(args []string) error { return StageSysfs(args[0], args[1]) },
+	})
+}
 
 func sysMap(ms []idmap.Mapping) []syscall.SysProcIDMap {
 	var out []syscall.SysProcIDMap

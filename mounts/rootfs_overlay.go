@@ -3,7 +3,9 @@ package mounts
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -48,6 +50,14 @@ func overlayAt(dir string) (*idmap.Overlay, error) {
 	ov, err := parseOverlay(m.VFSOptions, filepath.Dir(filepath.Dir(dir)))
 	if err != nil {
 		return nil, fmt.Errorf("overlay at %s: %w", dir, err)
+	}
+	// The mount holds its layers, but moat reopens them by name. Podman
+	// with --uidmap or --userns mounts the overlay from ID-mapped layers
+	// it unmounts right after.
+	for _, p := range append(slices.Clip(ov.Lower), ov.Upper) {
+		if _, err := os.Stat(p); p != "" && errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("overlay at %s: layer %s is missing: the overlay may have been made from ID-mapped layers unmounted since, as podman does for --uidmap and --userns, which moat cannot rebuild (moat maps every container itself)", dir, p)
+		}
 	}
 	return ov, nil
 }

@@ -347,7 +347,7 @@ func TestRootfsErrors(t *testing.T) {
 			}
 			return l.merged, filepath.Join(d, "target")
 		},
-		want: "no such file or directory",
+		want: "is missing",
 	}, {
 		name: "missing source",
 		setup: func(t *testing.T, d string) (string, string) {

@@ -62,3 +62,30 @@ func TestStageSysfs(t *testing.T) {
 		t.Errorf("failed stage left %s: %v", dir, err)
 	}
 }
+
+// Staging a sysfs leaves every thread in the process's own network
+// namespace, the main thread included: moat compares a container's
+// namespaces with /proc/self/ns, the main thread's, to refuse the host's.
+func TestStageSysfsThreads(t *testing.T) {
+	netns := "/proc/" + strconv.Itoa(fstest.NamespacedProcess(t, &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET})) + "/ns/net"
+	dir := filepath.Join(fstest.TestDir(t), "staged")
+	t.Cleanup(func() { _ = TeardownStaged(dir) })
+
+	t.Run("main thread", func(t *testing.T) {
+		// Run first thing in a fresh process, staging runs on the main
+		// thread, as in the moat command.
+		fstest.OnMain(t, "stage-sysfs", netns, filepath.Join(dir, "main"))
+	})
+	t.Run("repeated", func(t *testing.T) {
+		before, err := fstest.ThreadStates()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 50; i++ {
+			if err := StageSysfs(netns, filepath.Join(dir, strconv.Itoa(i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fstest.CheckThreads(t, before)
+	})
+}

@@ -227,6 +227,9 @@ func (r *Runtime) prepare(o CreateOpts, rollback *undo) (*libcontainer.Container
 		return nil, nil, Mapping{}, fmt.Errorf("rootfs %s: %w", source, err)
 	}
 	spec.Root.Path = target
+	if err := netSysctls(spec, hostNet, m); err != nil {
+		return nil, nil, Mapping{}, err
+	}
 
 	// specconv resolves relative paths and records the bundle from the cwd.
 	if err := os.Chdir(bundle); err != nil {

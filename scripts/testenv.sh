@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs a command with containerd and dockerd up and moat registered as a
-# docker runtime. Daemons that were not running are started here and stopped
-# (by their PID) when the command ends, whatever its result.
+# Runs a command with containerd and dockerd up, moat registered as a docker
+# runtime and the test images in docker's and podman's stores. Daemons that
+# were not running are started here and stopped (by their PID) when the
+# command ends, whatever its result.
 set -euo pipefail
 MOAT=${MOAT:-/usr/local/bin/moat}
 DOCKER=${DOCKER:-/usr/bin/docker}
@@ -53,6 +54,13 @@ if ! "$DOCKER" image inspect moat-test/busybox:2 >/dev/null 2>&1; then
   rootfs=$(mktemp -d)
   scripts/mkrootfs.sh "$rootfs"
   tar -C "$rootfs" -c . | "$DOCKER" import -c 'CMD ["/bin/sh"]' - moat-test/busybox:2 >/dev/null
+  rm -rf "$rootfs"
+fi
+# The same image in podman's store (test/podman_test.go).
+if command -v podman >/dev/null && ! podman image exists moat-test/busybox:2; then
+  rootfs=$(mktemp -d)
+  scripts/mkrootfs.sh "$rootfs"
+  tar -C "$rootfs" -c . | podman import -q -c 'CMD ["/bin/sh"]' - moat-test/busybox:2 >/dev/null
   rm -rf "$rootfs"
 fi
 # bpftool's image for the privileged-confinement tests (test/privileged_test.go).

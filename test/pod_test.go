@@ -66,3 +66,49 @@ func TestPodNamespaces(t *testing.T) {
 	must(t, moatBin, "--root", root, "delete", "--force", sid)
 	checkNothingLeft(t, root, sid)
 }
+
+// netnsAdd makes a named network namespace as podman and `ip netns` do
+// (/run/netns/NAME, owned by the host's user namespace) and deletes it when
+// the test ends.
+func netnsAdd(t *testing.T) string {
+	t.Helper()
+	n := "moat-it-" + randomID()
+	must(t, "ip", "netns", "add", n)
+	t.Cleanup(func() { run("", "ip", "netns", "delete", n) })
+	return n
+}
+
+// A bundle in a network namespace made with `ip netns add`, as podman makes
+// one, with podman's default sysctl: moat writes the sysctl into that
+// namespace for the container (its root may not), in the container's gids,
+// and stays in its own namespace while it stages the sysfs, so the pod's
+// namespace is not taken for the host's.
+func TestNamedNetnsSysctl(t *testing.T) {
+	root := moatRoot(t)
+	netns := netnsAdd(t)
+	dir := bundle(t, "sh", "-c", "cat /proc/self/gid_map /proc/sys/net/ipv4/ping_group_range; ls /sys/class/net")
+	setNamespaces(t, dir, map[string]string{"network": "/run/netns/" + netns})
+	cfg := filepath.Join(dir, "config.json")
+	must(t, "sh", "-c", fmt.Sprintf(`jq '.linux.sysctl={"net.ipv4.ping_group_range":"0 0"}' %s > %s.new && mv %s.new %s`, cfg, cfg, cfg, cfg))
+	id := "it-" + randomID()
+	r := run("", moatBin, "--root", root, "run", "--bundle", dir, id)
+	if r.err != nil {
+		t.Fatalf("moat run: %s", r)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("unexpected output: %s", r)
+	}
+	gids := mapStart(t, strings.Join(strings.Fields(lines[0]), " "))
+	if got := strings.Join(strings.Fields(lines[1]), " "); got != "0 0" {
+		t.Errorf("ping_group_range inside: %q, want 0 0", got)
+	}
+	if lines[2] != "lo" {
+		t.Errorf("/sys/class/net inside shows %q, want the namespace's lo", lines[2])
+	}
+	host := strings.Join(strings.Fields(must(t, "ip", "netns", "exec", netns, "cat", "/proc/sys/net/ipv4/ping_group_range")), " ")
+	if want := fmt.Sprintf("%d %d", gids, gids); host != want {
+		t.Errorf("ping_group_range seen from the host: %q, want %q", host, want)
+	}
+	checkNothingLeft(t, root, id)
+}

@@ -1,6 +1,7 @@
 // Package fstest holds what the kernel-facing tests of idmap and mounts share:
-// a re-exec'd helper that acts as a process Inside a user namespace, and
-// checks that no mount is left behind.
+// a re-exec'd helper that acts as a process Inside a user namespace, one that
+// runs a function on a fresh process's main thread (OnMain), and checks that
+// no mount is left behind and that no thread is left changed.
 package fstest
 
 import (
@@ -24,11 +25,24 @@ import (
 // prints one result per operation as JSON.
 const helperEnv = "MOAT_FSTEST_HELPER"
 
-// Main is a package's TestMain: it runs the helper when the binary was
-// re-executed as one, and the tests otherwise.
-func Main(m *testing.M) {
+// mainEnv names the function of Main's mains that a binary re-executed by
+// OnMain runs.
+const mainEnv = "MOAT_FSTEST_MAIN"
+
+// Main is a package's TestMain: it runs a helper when the binary was
+// re-executed as one, and the tests otherwise. mains are the functions
+// OnMain can run, by name; each gets OnMain's arguments.
+func Main(m *testing.M, mains map[string]func(args []string) error) {
 	if os.Getenv(helperEnv) == "1" {
 		os.Exit(helperMain(os.Args[1:]))
+	}
+	if name := os.Getenv(mainEnv); name != "" {
+		fn, ok := mains[name]
+		if !ok {
+			fmt.Fprintf(os.Stderr, "no main function %q\n", name)
+			os.Exit(2)
+		}
+		os.Exit(onMainHelper(fn, os.Args[1:]))
 	}
 	os.Exit(m.Run())
 }
@@ -263,4 +277,132 @@ func NamespacedProcess(t *testing.T, attr *syscall.SysProcAttr) int {
 		_ = cmd.Wait()
 	})
 	return cmd.Process.Pid
+}
+
+// ThreadStates describes every thread of this process by what a library
+// call may change on a thread and must change back: its namespaces and
+// credentials. "self" is the thread-group leader as /proc/self shows it;
+// the others are keyed by thread id. Threads that end while being read are
+// left out.
+func ThreadStates() (map[string]string, error) {
+	states := map[string]string{}
+	self, err := threadState("/proc/self")
+	if err != nil {
+		return nil, err
+	}
+	states["self"] = self
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return nil, err
+	}
+	for _, task := range tasks {
+		s, err := threadState("/proc/self/task/" + task.Name())
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		states[task.Name()] = s
+	}
+	return states, nil
+}
+
+func threadState(dir string) (string, error) {
+	var b strings.Builder
+	for _, ns := range []string{"net", "mnt", "user", "uts", "ipc", "pid", "cgroup", "time"} {
+		l, err := os.Readlink(filepath.Join(dir, "ns", ns))
+		if err != nil {
+			return "", err
+		}
+		b.WriteString(l + " ")
+	}
+	status, err := os.ReadFile(filepath.Join(dir, "status"))
+	if err != nil {
+		return "", err
+	}
+	for _, l := range strings.Split(string(status), "\n") {
+		switch k, _, _ := strings.Cut(l, ":"); k {
+		case "Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs":
+			b.WriteString(strings.Join(strings.Fields(l), " ") + "; ")
+		}
+	}
+	return b.String(), nil
+}
+
+// CheckThreads fails the test if a thread of this process (or the process
+// as /proc/self shows it) differs from before, a ThreadStates taken
+// earlier: in its namespaces or credentials.
+func CheckThreads(t *testing.T, before map[string]string) {
+	t.Helper()
+	after, err := ThreadStates()
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkThreads(t, before, after)
+}
+
+func checkThreads(t *testing.T, before, after map[string]string) {
+	t.Helper()
+	want := before["self"]
+	for _, s := range before {
+		if s != want {
+			t.Fatalf("threads differed already before (changed by an earlier test?): %v", before)
+		}
+	}
+	for task, s := range after {
+		if s != want {
+			t.Errorf("thread %s changed:\n  was %s\n  now %s", task, want, s)
+		}
+	}
+}
+
+// OnMain re-executes the test binary to run the function named name (one
+// of the mains given to Main) with args on the main goroutine, first thing:
+// the goroutines it starts and waits for then run on the process's main
+// thread, as in a command-line program such as moat, where Go never ends a
+// thread left locked. It fails the test if fn fails or leaves any thread,
+// the main thread included, changed.
+func OnMain(t *testing.T, name string, args ...string) {
+	t.Helper()
+	cmd := exec.Command("/proc/self/exe", args...)
+	cmd.Env = append(os.Environ(), mainEnv+"="+name)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s on the main thread: %v", name, err)
+	}
+	var res onMainResult
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("%s on the main thread: output %q: %v", name, out, err)
+	}
+	if res.Err != "" {
+		t.Fatalf("%s on the main thread: %s", name, res.Err)
+	}
+	checkThreads(t, res.Before, res.After)
+}
+
+type onMainResult struct {
+	Before, After map[string]string
+	Err           string
+}
+
+func onMainHelper(fn func([]string) error, args []string) int {
+	var res onMainResult
+	var err error
+	if res.Before, err = ThreadStates(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := fn(args); err != nil {
+		res.Err = err.Error()
+	}
+	if res.After, err = ThreadStates(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(res); err != nil {
+		return 1
+	}
+	return 0
 }
