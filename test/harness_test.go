@@ -235,3 +235,24 @@ func moatRoot(t *testing.T) string {
 	})
 	return root
 }
+
+// editBundle applies a jq filter to the bundle's config.json.
+func editBundle(t *testing.T, dir, filter string) {
+	t.Helper()
+	cfg := filepath.Join(dir, "config.json")
+	must(t, "sh", "-c", fmt.Sprintf(`jq '%s' %s > %s.new && mv %s.new %s`, filter, cfg, cfg, cfg, cfg))
+}
+
+// runRefused runs the bundle under root and checks that moat refuses it
+// with a message containing want, leaving nothing behind.
+func runRefused(t *testing.T, root, dir, want string) {
+	t.Helper()
+	before := takeSnapshot(t, root)
+	r := run("", moatBin, "--root", root, "run", "--bundle", dir, "it-"+randomID())
+	if r.code == 0 || !strings.Contains(r.stderr, want) {
+		t.Fatalf("want %q, got %s", want, r)
+	}
+	if after := takeSnapshot(t, root); after != before {
+		t.Fatalf("refused create left state behind:\nbefore %+v\nafter  %+v", before, after)
+	}
+}

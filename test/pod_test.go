@@ -16,8 +16,7 @@ func setNamespaces(t *testing.T, dir string, paths map[string]string) {
 		filter += fmt.Sprintf(`if .type == %q then .path = %q else . end | `, typ, path)
 	}
 	filter += ".)"
-	cfg := filepath.Join(dir, "config.json")
-	must(t, "sh", "-c", fmt.Sprintf(`jq '%s' %s > %s.new && mv %s.new %s`, filter, cfg, cfg, cfg, cfg))
+	editBundle(t, dir, filter)
 }
 
 // A pod as containerd's CRI builds one: the CNI plugin makes the network
