@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/moby/sys/mountinfo"
@@ -94,6 +95,50 @@ func TestOriginsOfBoundVolume(t *testing.T) {
 		real, _ := filepath.EvalSymlinks(tc.want)
 		if !slices.Contains(got, real) {
 			t.Errorf("origins of %s: %q, want %s among them", tc.path, got, real)
+		}
+	}
+}
+
+// The origins are those of the mount the source holds open: a mount put
+// over the path after the open (an attacker racing the check) changes
+// nothing, and neither does unmounting the bind from under it.
+func TestOriginsHeldAcrossSwap(t *testing.T) {
+	d := fstest.TestDir(t)
+	fstest.MakeTree(t, d, fstest.Node{Path: "secret/f"}, fstest.Node{Path: "benign", Dir: true}, fstest.Node{Path: "volumes/hr/_data", Dir: true})
+	data := filepath.Join(d, "volumes/hr/_data")
+	if err := unix.Mount(filepath.Join(d, "secret"), data, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	fstest.UnmountAtEnd(t, data)
+	src, err := OpenSource(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	for _, swap := range []func() error{
+		func() error { return unix.Mount(filepath.Join(d, "benign"), data, "", unix.MS_BIND, "") },
+		func() error { return unix.Unmount(data, unix.MNT_DETACH) },
+		func() error { return unix.Unmount(data, unix.MNT_DETACH) },
+	} {
+		if err := swap(); err != nil {
+			t.Fatal(err)
+		}
+		table, err := ReadMountTable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := src.Origins(table, false)
+		if err != nil {
+			// Detached from the tree, the held mount is in no table:
+			// no origin can be named, and the source must not mount.
+			if !strings.Contains(err.Error(), "not in mountinfo") {
+				t.Fatalf("origins after the swap: %v", err)
+			}
+			continue
+		}
+		secret, _ := filepath.EvalSymlinks(filepath.Join(d, "secret"))
+		if !slices.Contains(got, secret) {
+			t.Errorf("origins after the swap: %q, want %s among them", got, secret)
 		}
 	}
 }
