@@ -5,7 +5,7 @@
 //
 // The package only reads and checks the file. What the values mean for a
 // container is decided elsewhere: the runtime translates a Config into the
-// policy types of the leaf packages (mounts.Policy and others).
+// policy types of the policy package.
 package config
 
 import (

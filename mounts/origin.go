@@ -7,6 +7,8 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
+
+	"github.com/moatrt/moat/policy"
 )
 
 // The policy judges paths, and a path can be a window onto another part
@@ -37,7 +39,7 @@ func ReadMountTable() (MountTable, error) {
 func (t MountTable) Without(dir string) MountTable {
 	out := make(MountTable, 0, len(t))
 	for _, m := range t {
-		if !pathWithin(m.Mountpoint, dir) {
+		if !policy.PathWithin(m.Mountpoint, dir) {
 			out = append(out, m)
 		}
 	}
@@ -69,7 +71,7 @@ func origins(path string, mntID uint64, t MountTable, recursive bool) ([]string,
 	if on == nil {
 		return nil, fmt.Errorf("origins of %s: its mount %d is not in mountinfo", path, mntID)
 	}
-	if !pathWithin(path, on.Mountpoint) {
+	if !policy.PathWithin(path, on.Mountpoint) {
 		return nil, fmt.Errorf("origins of %s: not under its mount point %s", path, on.Mountpoint)
 	}
 	out, err := mountOrigins(on, within(on.Root, path, on.Mountpoint), path, t)
@@ -78,7 +80,7 @@ func origins(path string, mntID uint64, t MountTable, recursive bool) ([]string,
 	}
 	if recursive {
 		for _, m := range t {
-			if m.Mountpoint != path && pathWithin(m.Mountpoint, path) {
+			if m.Mountpoint != path && policy.PathWithin(m.Mountpoint, path) {
 				o, err := mountOrigins(m, m.Root, path, t)
 				if err != nil {
 					return nil, err
@@ -118,7 +120,7 @@ func mountOrigins(m *mountinfo.Info, obj, source string, t MountTable) ([]string
 		// which must name the restricted layer.)
 		var out []string
 		for _, l := range layers {
-			r, err := resolveExisting(filepath.Join(l, obj), filepath.EvalSymlinks)
+			r, err := policy.ResolveExisting(filepath.Join(l, obj), filepath.EvalSymlinks)
 			if err != nil {
 				return nil, fmt.Errorf("overlay at %s: %w", m.Mountpoint, err)
 			}
@@ -129,7 +131,7 @@ func mountOrigins(m *mountinfo.Info, obj, source string, t MountTable) ([]string
 	var best []*mountinfo.Info
 	for _, h := range t {
 		if h.ID == m.ID || h.Major != m.Major || h.Minor != m.Minor ||
-			!pathWithin(obj, h.Root) || pathWithin(h.Mountpoint, source) {
+			!policy.PathWithin(obj, h.Root) || policy.PathWithin(h.Mountpoint, source) {
 			continue
 		}
 		if len(best) > 0 && len(h.Root) > len(best[0].Root) {
@@ -199,7 +201,7 @@ func OverlayLayers(options []string) ([]string, error) {
 		return nil, err
 	}
 	for i, p := range paths {
-		if paths[i], err = resolveExisting(filepath.Clean(p), filepath.EvalSymlinks); err != nil {
+		if paths[i], err = policy.ResolveExisting(filepath.Clean(p), filepath.EvalSymlinks); err != nil {
 			return nil, err
 		}
 	}

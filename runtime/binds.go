@@ -14,6 +14,7 @@ import (
 	"github.com/moatrt/moat/config"
 	"github.com/moatrt/moat/idmap"
 	"github.com/moatrt/moat/mounts"
+	"github.com/moatrt/moat/policy"
 )
 
 // bindsDir is where a container's bind-mount sources are staged, beside its
@@ -102,7 +103,7 @@ func checkSource(src *mounts.Source, table mounts.MountTable, recursive bool, ch
 	}
 	for _, o := range origins {
 		err := check(o)
-		var refused *mounts.RefusedError
+		var refused *policy.RefusedError
 		if errors.As(err, &refused) {
 			refused.Via = src.Path
 		}
@@ -145,8 +146,8 @@ func withoutOptions(opts []string, drop ...string) []string {
 const criSandboxID = "io.kubernetes.cri.sandbox-id"
 
 // mountPolicy is the mount policy the config file describes.
-func mountPolicy(cfg *config.Config) (*mounts.Policy, error) {
-	p, err := mounts.NewPolicy(mounts.Policy{
+func mountPolicy(cfg *config.Config) (*policy.Policy, error) {
+	p, err := policy.NewPolicy(policy.Policy{
 		Restricted:   cfg.RestrictedPaths(),
 		Exceptions:   cfg.RestrictedExceptions(),
 		Strict:       cfg.Mounts.Strict,
@@ -163,8 +164,8 @@ func mountPolicy(cfg *config.Config) (*mounts.Policy, error) {
 // mountCheck judges bind sources for container id. The image is looked up
 // only if a source needs it: reading docker's reference store costs
 // something, and most containers never mount an engine socket.
-func mountCheck(p *mounts.Policy, spec *specs.Spec, id string, joined []string, dockerRoot string) func(string) error {
-	ctx := mounts.Context{ContainerID: id, SandboxID: spec.Annotations[criSandboxID], Joined: joined}
+func mountCheck(p *policy.Policy, spec *specs.Spec, id string, joined []string, dockerRoot string) func(string) error {
+	ctx := policy.Context{ContainerID: id, SandboxID: spec.Annotations[criSandboxID], Joined: joined}
 	looked := false
 	return func(source string) error {
 		err := p.Check(source, ctx)

@@ -16,6 +16,7 @@ import (
 	"github.com/moatrt/moat/config"
 	"github.com/moatrt/moat/idmap"
 	"github.com/moatrt/moat/mounts"
+	"github.com/moatrt/moat/policy"
 	"github.com/moatrt/moat/userns"
 )
 
@@ -157,7 +158,7 @@ func (r *Runtime) prepare(o CreateOpts, rollback *undo) (*libcontainer.Container
 	if err != nil {
 		return nil, nil, Mapping{}, err
 	}
-	policy, err := mountPolicy(cfg)
+	mp, err := mountPolicy(cfg)
 	if err != nil {
 		return nil, nil, Mapping{}, err
 	}
@@ -182,10 +183,12 @@ func (r *Runtime) prepare(o CreateOpts, rollback *undo) (*libcontainer.Container
 	if join != nil {
 		joinPath = join.userns
 	}
-	if err := applyUserns(spec, m, joinPath); err != nil {
+	boot, err := bootSeconds()
+	if err != nil {
 		return nil, nil, Mapping{}, err
 	}
-	devices, err := confineDevices(spec, deviceRules{
+	policy.IsolateUserns(spec, m, joinPath, boot)
+	devices, err := policy.ConfineDevices(spec, policy.DeviceRules{
 		Allowed: cfg.AllowedDevices(), Config: r.configPath,
 		Probe: probeHostNode, Stat: statHostDevice,
 	})
@@ -203,7 +206,7 @@ func (r *Runtime) prepare(o CreateOpts, rollback *undo) (*libcontainer.Container
 			return nil, nil, Mapping{}, err
 		}
 	}
-	check := mountCheck(policy, spec, o.ID, joined, cfg.Docker.DataRoot)
+	check := mountCheck(mp, spec, o.ID, joined, cfg.Docker.DataRoot)
 	if err := r.stageBinds(spec, o.ID, bundle, m, check); err != nil {
 		return nil, nil, Mapping{}, err
 	}

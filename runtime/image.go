@@ -10,7 +10,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/moatrt/moat/mounts"
+	"github.com/moatrt/moat/policy"
 )
 
 // criImageName is the annotation containerd's CRI plugin puts on every
@@ -22,13 +22,13 @@ const criImageName = "io.kubernetes.cri.image-name"
 // docker's config.v2.json under its data root (never docker's API, since
 // dockerd holds the container's lock during create), or containerd CRI's
 // annotation. It returns nil when neither tells.
-func imageOf(spec *specs.Spec, id, dockerRoot string) (*mounts.Image, error) {
+func imageOf(spec *specs.Spec, id, dockerRoot string) (*policy.Image, error) {
 	img, err := dockerImage(dockerRoot, id)
 	if err != nil || img != nil {
 		return img, err
 	}
 	if name := spec.Annotations[criImageName]; name != "" {
-		return &mounts.Image{Names: []string{name}}, nil
+		return &policy.Image{Names: []string{name}}, nil
 	}
 	return nil, nil
 }
@@ -36,7 +36,7 @@ func imageOf(spec *specs.Spec, id, dockerRoot string) (*mounts.Image, error) {
 // dockerImage reads <data-root>/containers/<id>/config.v2.json, and docker's
 // reference store for the other names of the same image ID (tags and repo
 // digests). It returns nil if id is not a docker container.
-func dockerImage(root, id string) (*mounts.Image, error) {
+func dockerImage(root, id string) (*policy.Image, error) {
 	if root == "" {
 		return nil, nil
 	}
@@ -58,7 +58,7 @@ func dockerImage(root, id string) (*mounts.Image, error) {
 	if c.Image == "" && c.Config.Image == "" {
 		return nil, nil
 	}
-	img := &mounts.Image{ID: c.Image}
+	img := &policy.Image{ID: c.Image}
 	if c.Config.Image != "" {
 		img.Names = append(img.Names, c.Config.Image)
 	}

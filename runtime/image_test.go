@@ -8,7 +8,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/moatrt/moat/mounts"
+	"github.com/moatrt/moat/policy"
 )
 
 func TestImageOf(t *testing.T) {
@@ -38,13 +38,13 @@ func TestImageOf(t *testing.T) {
 		name    string
 		spec    *specs.Spec
 		id      string
-		want    *mounts.Image
+		want    *policy.Image
 		wantErr bool
 	}{
-		{"docker, all names of the ID", &specs.Spec{}, "c1", &mounts.Image{ID: dind, Names: []string{"docker:dind", "docker:dind", "docker@sha256:abcd", "moat/dind:1"}}, false},
-		{"docker, name as run", &specs.Spec{}, "c2", &mounts.Image{ID: other, Names: []string{"busybox", "docker:cli"}}, false},
-		{"docker wins over an annotation", cri, "c2", &mounts.Image{ID: other, Names: []string{"busybox", "docker:cli"}}, false},
-		{"cri annotation", cri, "pod-ctr", &mounts.Image{Names: []string{"docker.io/library/docker:dind"}}, false},
+		{"docker, all names of the ID", &specs.Spec{}, "c1", &policy.Image{ID: dind, Names: []string{"docker:dind", "docker:dind", "docker@sha256:abcd", "moat/dind:1"}}, false},
+		{"docker, name as run", &specs.Spec{}, "c2", &policy.Image{ID: other, Names: []string{"busybox", "docker:cli"}}, false},
+		{"docker wins over an annotation", cri, "c2", &policy.Image{ID: other, Names: []string{"busybox", "docker:cli"}}, false},
+		{"cri annotation", cri, "pod-ctr", &policy.Image{Names: []string{"docker.io/library/docker:dind"}}, false},
 		{"unknown", &specs.Spec{}, "nothing", nil, false},
 		{"broken config", &specs.Spec{}, "bad", nil, true},
 	}

@@ -10,6 +10,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/moatrt/moat/policy"
 )
 
 // LoadSpec reads and checks <bundle>/config.json. Its errors name the bundle
@@ -86,78 +88,16 @@ func ValidateProcess(p *specs.Process) error {
 	return nil
 }
 
-// Mapping is the container's single ID range: container IDs 0..Size-1 map
-// to host UID..UID+Size-1 and GID..GID+Size-1.
-type Mapping struct {
-	UID, GID, Size uint32
-}
+// Mapping is the container's single ID range (see policy.Mapping).
+type Mapping = policy.Mapping
 
-// applyUserns puts the container into a user namespace of its own with the
-// given mapping, or into joinUserns (another moat container's, whose mapping
-// m is) when it joins that container's namespaces. Whatever the caller asked
-// for (--userns=host, its own mappings, a path to another namespace) is
-// overridden: the mapping is the isolation boundary and not the caller's to
-// choose. Cgroup and time namespaces are always the container's own; the
-// time namespace starts the boot clock at zero, so /proc/uptime is the
-// container's.
-func applyUserns(spec *specs.Spec, m Mapping, joinUserns string) error {
-	nss := spec.Linux.Namespaces[:0]
-	for _, ns := range spec.Linux.Namespaces {
-		switch ns.Type {
-		case specs.UserNamespace, specs.CgroupNamespace, specs.TimeNamespace:
-		default:
-			nss = append(nss, ns)
-		}
-	}
-	spec.Linux.Namespaces = append(nss,
-		specs.LinuxNamespace{Type: specs.UserNamespace, Path: joinUserns},
-		specs.LinuxNamespace{Type: specs.CgroupNamespace},
-		specs.LinuxNamespace{Type: specs.TimeNamespace})
-	spec.Linux.UIDMappings, spec.Linux.GIDMappings = nil, nil
-	if joinUserns == "" {
-		// libcontainer reads the mapping of a joined namespace itself.
-		spec.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: m.UID, Size: m.Size}}
-		spec.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: m.GID, Size: m.Size}}
-	}
-	clampPingGroupRange(spec, m.Size)
-	return resetBoottime(spec)
-}
-
-// resetBoottime offsets the container's boot clock by the host's uptime.
-// The kernel refuses an offset that makes the clock negative when it is
-// set; the clock only grows until then, so whole seconds are safe.
-func resetBoottime(spec *specs.Spec) error {
+// bootSeconds is the host's boot clock, in whole seconds.
+func bootSeconds() (int64, error) {
 	var ts unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
-		return fmt.Errorf("read boot clock: %w", err)
+		return 0, fmt.Errorf("read boot clock: %w", err)
 	}
-	if spec.Linux.TimeOffsets == nil {
-		spec.Linux.TimeOffsets = map[string]specs.LinuxTimeOffset{}
-	}
-	spec.Linux.TimeOffsets["boottime"] = specs.LinuxTimeOffset{Secs: -ts.Sec}
-	return nil
-}
-
-// clampPingGroupRange keeps net.ipv4.ping_group_range inside the mapped
-// groups: docker asks for "0 2147483647", which the kernel refuses in a user
-// namespace where only Size groups exist.
-func clampPingGroupRange(spec *specs.Spec, size uint32) {
-	const key = "net.ipv4.ping_group_range"
-	v, ok := spec.Linux.Sysctl[key]
-	if !ok {
-		return
-	}
-	var lo, hi uint64
-	if _, err := fmt.Sscan(v, &lo, &hi); err != nil {
-		return // let the kernel report it
-	}
-	if hi > uint64(size-1) {
-		hi = uint64(size - 1)
-	}
-	if lo > hi {
-		lo = hi
-	}
-	spec.Linux.Sysctl[key] = fmt.Sprintf("%d %d", lo, hi)
+	return ts.Sec, nil
 }
 
 func isBind(m *specs.Mount) bool {

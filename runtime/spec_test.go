@@ -3,12 +3,8 @@ package runtime
 import (
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
-
-	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 )
 
 func TestLoadSpecErrors(t *testing.T) {
@@ -55,49 +51,6 @@ func TestLoadSpecErrors(t *testing.T) {
 
 func ptr(s string) *string { return &s }
 
-func TestApplyUsernsOverridesCaller(t *testing.T) {
-	spec := &specs.Spec{Linux: &specs.Linux{
-		Namespaces: []specs.LinuxNamespace{
-			{Type: specs.PIDNamespace},
-			{Type: specs.UserNamespace, Path: "/proc/1/ns/user"},
-			{Type: specs.CgroupNamespace, Path: "/proc/1/ns/cgroup"},
-			{Type: specs.TimeNamespace, Path: "/proc/1/ns/time"},
-		},
-		UIDMappings: []specs.LinuxIDMapping{{ContainerID: 0, HostID: 0, Size: 4294967295}},
-		Sysctl:      map[string]string{"net.ipv4.ping_group_range": "0 2147483647"},
-	}}
-	if err := applyUserns(spec, Mapping{UID: 165536, GID: 165536, Size: 65536}, ""); err != nil {
-		t.Fatal(err)
-	}
-	count := map[specs.LinuxNamespaceType]int{}
-	for _, ns := range spec.Linux.Namespaces {
-		count[ns.Type]++
-		if ns.Type != specs.PIDNamespace && ns.Path != "" {
-			t.Errorf("%s namespace keeps the caller's path %q", ns.Type, ns.Path)
-		}
-	}
-	for _, typ := range []specs.LinuxNamespaceType{specs.UserNamespace, specs.CgroupNamespace, specs.TimeNamespace} {
-		if count[typ] != 1 {
-			t.Errorf("want one private %s namespace, got %d: %+v", typ, count[typ], spec.Linux.Namespaces)
-		}
-	}
-	var now unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &now); err != nil {
-		t.Fatal(err)
-	}
-	// The offset takes the container's boot clock back to (about) zero.
-	if off := spec.Linux.TimeOffsets["boottime"]; off.Secs > 0 || now.Sec+off.Secs < 0 || now.Sec+off.Secs > 60 {
-		t.Errorf("boottime offset %+v with host uptime %ds", off, now.Sec)
-	}
-	want := []specs.LinuxIDMapping{{ContainerID: 0, HostID: 165536, Size: 65536}}
-	if !reflect.DeepEqual(spec.Linux.UIDMappings, want) || !reflect.DeepEqual(spec.Linux.GIDMappings, want) {
-		t.Errorf("mappings %+v %+v, want %+v", spec.Linux.UIDMappings, spec.Linux.GIDMappings, want)
-	}
-	if got := spec.Linux.Sysctl["net.ipv4.ping_group_range"]; got != "0 65535" {
-		t.Errorf("ping_group_range %q, want it clamped to the mapped groups", got)
-	}
-}
-
 func TestCheckID(t *testing.T) {
 	for id, ok := range map[string]bool{
 		"abc": true, "a.b-c_d+e": true, "4f2c9e": true,
@@ -106,21 +59,5 @@ func TestCheckID(t *testing.T) {
 		if err := checkID(id); (err == nil) != ok {
 			t.Errorf("checkID(%q) = %v, want ok=%v", id, err, ok)
 		}
-	}
-}
-
-// Joining another container's user namespace leaves the mapping to it.
-func TestApplyUsernsJoin(t *testing.T) {
-	spec := &specs.Spec{Linux: &specs.Linux{
-		UIDMappings: []specs.LinuxIDMapping{{ContainerID: 0, HostID: 0, Size: 1}},
-	}}
-	if err := applyUserns(spec, Mapping{UID: 165536, GID: 165536, Size: 65536}, "/proc/42/ns/user"); err != nil {
-		t.Fatal(err)
-	}
-	if spec.Linux.UIDMappings != nil || spec.Linux.GIDMappings != nil {
-		t.Errorf("mappings set for a joined user namespace: %+v %+v", spec.Linux.UIDMappings, spec.Linux.GIDMappings)
-	}
-	if p, _ := namespacePath(spec, specs.UserNamespace); p != "/proc/42/ns/user" {
-		t.Errorf("user namespace path %q", p)
 	}
 }

@@ -1,4 +1,10 @@
-package mounts
+// Package policy owns moat's isolation decisions, as data in and verdict
+// out: which host paths a container may mount, which devices it may have,
+// and how a spec is rewritten to isolate it. It makes no kernel calls of
+// its own (what it must know of the host, such as a symlink's target or a
+// device's numbers, is given to it), so the runtime and the helper share
+// it and it can be fuzzed.
+package policy
 
 import (
 	"errors"
@@ -154,7 +160,7 @@ func policyPaths(what string, l []string, eval func(string) (string, error)) ([]
 		}
 		s = filepath.Clean(s)
 		add(s)
-		r, err := resolveExisting(s, eval)
+		r, err := ResolveExisting(s, eval)
 		if err != nil {
 			return nil, fmt.Errorf("mount policy: %s path: %w", what, err)
 		}
@@ -163,9 +169,9 @@ func policyPaths(what string, l []string, eval func(string) (string, error)) ([]
 	return out, nil
 }
 
-// resolveExisting resolves the symlinks of the clean absolute path, or
+// ResolveExisting resolves the symlinks of the clean absolute path, or
 // of its deepest existing ancestor if it does not exist.
-func resolveExisting(path string, eval func(string) (string, error)) (string, error) {
+func ResolveExisting(path string, eval func(string) (string, error)) (string, error) {
 	head, tail := path, ""
 	for {
 		r, err := eval(head)
@@ -211,7 +217,7 @@ func exceptionPatterns(e string, eval func(string) (string, error)) ([][]string,
 		return nil, fmt.Errorf("mount policy: exception %q does not start with a fixed path", e)
 	}
 	pats := [][]string{elems}
-	r, err := resolveExisting("/"+strings.Join(elems[:head], "/"), eval)
+	r, err := ResolveExisting("/"+strings.Join(elems[:head], "/"), eval)
 	if err != nil {
 		return nil, fmt.Errorf("mount policy: exception %q: %w", e, err)
 	}
@@ -233,10 +239,10 @@ func pathElems(p string) []string {
 	return strings.Split(strings.TrimPrefix(p, "/"), "/")
 }
 
-// pathWithin reports whether the clean absolute path p is base or under
+// PathWithin reports whether the clean absolute path p is base or under
 // it, on path-element boundaries ("/etc/dockerfile" is not under
 // "/etc/docker"; everything is under "/").
-func pathWithin(p, base string) bool {
+func PathWithin(p, base string) bool {
 	if base == "/" {
 		return true
 	}
@@ -302,7 +308,7 @@ func (p *Policy) Check(source string, c Context) error {
 		return fmt.Errorf("mount policy: source %q is not an absolute clean path", source)
 	}
 	excepted := p.excepted(source, c)
-	under := !excepted && slices.ContainsFunc(p.restricted, func(r string) bool { return pathWithin(source, r) })
+	under := !excepted && slices.ContainsFunc(p.restricted, func(r string) bool { return PathWithin(source, r) })
 	if under {
 		if !slices.Contains(p.sockets, source) {
 			return &RefusedError{Source: source, kind: refusedRestricted}
@@ -314,14 +320,14 @@ func (p *Policy) Check(source string, c Context) error {
 	// Exceptions do not help an ancestor: mounting it shows all of the
 	// restricted path, not only the container's part of it.
 	for _, r := range p.restricted {
-		if r != source && pathWithin(r, source) {
+		if r != source && PathWithin(r, source) {
 			return &RefusedError{Source: source, Contains: r, kind: refusedAncestor}
 		}
 	}
 	if under {
 		return nil // an engine socket the image may mount
 	}
-	if p.Strict && !excepted && !slices.ContainsFunc(p.allowed, func(a string) bool { return pathWithin(source, a) }) {
+	if p.Strict && !excepted && !slices.ContainsFunc(p.allowed, func(a string) bool { return PathWithin(source, a) }) {
 		return &RefusedError{Source: source, kind: refusedStrict}
 	}
 	return nil

@@ -1,4 +1,4 @@
-package mounts
+package policy
 
 import (
 	"encoding/json"

@@ -1,4 +1,4 @@
-package mounts
+package policy
 
 import (
 	"errors"
@@ -346,9 +346,9 @@ func TestResolveExisting(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
-			got, err := resolveExisting(tt.path, eval)
+			got, err := ResolveExisting(tt.path, eval)
 			if (err != nil) != tt.wantErr || got != tt.want {
-				t.Errorf("resolveExisting(%q) = %q, %v; want %q (error: %v)", tt.path, got, err, tt.want, tt.wantErr)
+				t.Errorf("ResolveExisting(%q) = %q, %v; want %q (error: %v)", tt.path, got, err, tt.want, tt.wantErr)
 			}
 		})
 	}
