@@ -44,7 +44,7 @@ func (r *Runtime) stageBinds(spec *specs.Spec, id, bundle string, m Mapping, che
 		mnt := &spec.Mounts[i]
 		if mnt.Type == "overlay" {
 			if err := checkOverlay(mnt, check); err != nil {
-				return fmt.Errorf("error in the container spec: mount %s: %w", mnt.Destination, err)
+				return specError(fmt.Errorf("mount %s: %w", mnt.Destination, err))
 			}
 			continue
 		}
@@ -69,12 +69,10 @@ func (r *Runtime) stageBinds(spec *specs.Spec, id, bundle string, m Mapping, che
 		}
 		if err := checkSource(src, table, recursive, check); err != nil {
 			src.Close()
-			return fmt.Errorf("error in the container spec: %w", err)
+			return specError(err)
 		}
 		if userns == nil {
-			userns, err = idmap.NewUserns(
-				[]idmap.Mapping{{ContainerID: 0, HostID: m.UID, Size: m.Size}},
-				[]idmap.Mapping{{ContainerID: 0, HostID: m.GID, Size: m.Size}})
+			userns, err = idmap.NewUserns(idMappings(m))
 		}
 		if err == nil {
 			target := filepath.Join(r.bindsDir(r.root, id), strconv.Itoa(i))

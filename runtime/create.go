@@ -4,19 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 
 	"github.com/opencontainers/runc/libcontainer"
-	"github.com/opencontainers/runc/libcontainer/specconv"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
-	"github.com/moatrt/moat/config"
-	"github.com/moatrt/moat/idmap"
-	"github.com/moatrt/moat/mounts"
-	"github.com/moatrt/moat/policy"
 	"github.com/moatrt/moat/userns"
 )
 
@@ -129,143 +122,6 @@ func addPreservedFDs(p *libcontainer.Process, n int) error {
 	return nil
 }
 
-// prepare does everything up to an existing libcontainer container whose
-// init has not been started. Each step that leaves something behind adds its
-// undo to rollback.
-func (r *Runtime) prepare(o CreateOpts, rollback *undo) (*libcontainer.Container, *specs.Spec, Mapping, error) {
-	if err := checkID(o.ID); err != nil {
-		return nil, nil, Mapping{}, err
-	}
-	bundle, err := filepath.Abs(o.Bundle)
-	if err != nil {
-		return nil, nil, Mapping{}, fmt.Errorf("bundle %s: %w", o.Bundle, err)
-	}
-	spec, err := LoadSpec(bundle)
-	if err != nil {
-		return nil, nil, Mapping{}, err
-	}
-	if _, err := os.Stat(r.stateDir(o.ID)); err == nil {
-		return nil, nil, Mapping{}, fmt.Errorf("container %s already exists", o.ID)
-	}
-	if err := checkNamespacePaths(spec); err != nil {
-		return nil, nil, Mapping{}, fmt.Errorf("error in the container spec: %w", err)
-	}
-	if err := checkHostNamespaces(spec); err != nil {
-		return nil, nil, Mapping{}, fmt.Errorf("error in the container spec: invalid or unsupported container spec: %w", err)
-	}
-
-	cfg, err := config.Load(r.configPath)
-	if err != nil {
-		return nil, nil, Mapping{}, err
-	}
-	mp, err := mountPolicy(cfg)
-	if err != nil {
-		return nil, nil, Mapping{}, err
-	}
-	join, hostNet, err := joinedUserns(spec)
-	if err != nil {
-		return nil, nil, Mapping{}, fmt.Errorf("error in the container spec: %w", err)
-	}
-	ids := r.allocator(cfg)
-	rng, err := r.takeIDs(ids, o.ID, join)
-	if err != nil {
-		return nil, nil, Mapping{}, err
-	}
-	rollback.add(func() {
-		if _, err := r.ids.Release(r.root, o.ID); err != nil {
-			logrus.Warnf("release ids of %s: %v", o.ID, err)
-		}
-	})
-	m := Mapping{UID: rng.UID, GID: rng.GID, Size: rng.Size}
-	logrus.Debugf("container %s: uid %d gid %d size %d shared %t", o.ID, m.UID, m.GID, m.Size, rng.Shared)
-
-	joinPath := ""
-	if join != nil {
-		joinPath = join.userns
-	}
-	boot, err := bootSeconds()
-	if err != nil {
-		return nil, nil, Mapping{}, err
-	}
-	policy.IsolateUserns(spec, m, joinPath, boot)
-	devices, err := policy.ConfineDevices(spec, policy.DeviceRules{
-		Allowed: cfg.AllowedDevices(), Config: r.configPath,
-		Probe: probeHostNode, Stat: statHostDevice,
-	})
-	if err != nil {
-		return nil, nil, Mapping{}, fmt.Errorf("error in the container spec: %w", err)
-	}
-	rollback.add(func() {
-		if err := r.unmount(r.root, o.ID); err != nil {
-			logrus.Warnf("clean up %s: %v", o.ID, err)
-		}
-	})
-	var joined []string
-	if join != nil {
-		if joined, err = r.holders(ids, rng.UID, o.ID); err != nil {
-			return nil, nil, Mapping{}, err
-		}
-	}
-	check := mountCheck(mp, spec, o.ID, joined, cfg.Docker.DataRoot)
-	if err := r.stageBinds(spec, o.ID, bundle, m, check); err != nil {
-		return nil, nil, Mapping{}, err
-	}
-	if err := r.stageSysfs(spec, o.ID, hostNet); err != nil {
-		return nil, nil, Mapping{}, err
-	}
-	// After stageBinds: these binds are moat's own nodes, not sources to
-	// judge and map.
-	if err := r.stageDevices(spec, o.ID, m, devices); err != nil {
-		return nil, nil, Mapping{}, err
-	}
-
-	source := spec.Root.Path
-	if !filepath.IsAbs(source) {
-		source = filepath.Join(bundle, source)
-	}
-	target := r.rootfsTarget(o.ID)
-	uids := []idmap.Mapping{{ContainerID: 0, HostID: m.UID, Size: m.Size}}
-	gids := []idmap.Mapping{{ContainerID: 0, HostID: m.GID, Size: m.Size}}
-	if err := mounts.Rootfs(source, target, uids, gids); err != nil {
-		return nil, nil, Mapping{}, fmt.Errorf("rootfs %s: %w", source, err)
-	}
-	spec.Root.Path = target
-	if err := netSysctls(spec, hostNet, m); err != nil {
-		return nil, nil, Mapping{}, err
-	}
-
-	// specconv resolves relative paths and records the bundle from the cwd.
-	if err := os.Chdir(bundle); err != nil {
-		return nil, nil, Mapping{}, err
-	}
-	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
-		CgroupName:       o.ID,
-		UseSystemdCgroup: r.systemdCgroup,
-		NoPivotRoot:      o.NoPivot,
-		NoNewKeyring:     o.NoNewKeyring,
-		Spec:             spec,
-	})
-	if err != nil {
-		return nil, nil, Mapping{}, fmt.Errorf("convert spec: %w", err)
-	}
-	c, err := libcontainer.Create(r.root, o.ID, config)
-	if errors.Is(err, libcontainer.ErrExist) {
-		return nil, nil, Mapping{}, fmt.Errorf("container %s already exists", o.ID)
-	}
-	if err != nil {
-		return nil, nil, Mapping{}, err
-	}
-	rollback.add(func() {
-		if err := c.Destroy(); err != nil {
-			logrus.Warnf("destroy %s: %v", o.ID, err)
-		}
-	})
-	if err := r.recordCgroup(o.ID, config.Cgroups); err != nil {
-		return nil, nil, Mapping{}, err
-	}
-	return c, spec, m, nil
-}
-
 // takeIDs gives container id its ID range: the range of the container whose
 // user namespace it joins, or an exclusive one of its own. The allocator
 // records this process's PID and start time with the range, so a range being
@@ -281,7 +137,7 @@ func (r *Runtime) takeIDs(ids *userns.Allocator, id string, join *joinTarget) (u
 	}
 	rng, err := ids.Join(owner, join.uid, r.alive)
 	if errors.Is(err, userns.ErrNotAllocated) {
-		return rng, fmt.Errorf("error in the container spec: namespace %s belongs to no moat container (%w); "+joinOnlyMoat, join.via, err)
+		return rng, specError(fmt.Errorf("namespace %s belongs to no moat container (%w); "+joinOnlyMoat, join.via, err))
 	}
 	if err != nil {
 		return rng, fmt.Errorf("share ids of the container of %s with %s: %w", join.via, id, err)

@@ -1,0 +1,231 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/specconv"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sirupsen/logrus"
+
+	"github.com/moatrt/moat/config"
+	"github.com/moatrt/moat/idmap"
+	"github.com/moatrt/moat/mounts"
+	"github.com/moatrt/moat/policy"
+	"github.com/moatrt/moat/userns"
+)
+
+// creation is one create in progress: what its steps found and made. Each
+// step that leaves something behind adds its undo, so that a failed create
+// leaves nothing.
+type creation struct {
+	r      *Runtime
+	o      CreateOpts
+	undo   *undo
+	bundle string
+	spec   *specs.Spec
+	cfg    *config.Config
+
+	join    *joinTarget // the moat container whose user namespace it joins
+	hostNet string      // a network namespace the host's user namespace owns
+	ids     *userns.Allocator
+	rng     userns.Range
+	m       Mapping
+	devices []specs.LinuxDevice // the devices moat makes the nodes of
+
+	c *libcontainer.Container
+}
+
+// prepare does everything up to an existing libcontainer container whose
+// init has not been started, in the order the steps read.
+func (r *Runtime) prepare(o CreateOpts, rollback *undo) (*libcontainer.Container, *specs.Spec, Mapping, error) {
+	cr := &creation{r: r, o: o, undo: rollback}
+	for _, step := range []func() error{
+		cr.load,
+		cr.checkNamespaces,
+		cr.takeIDs,
+		cr.rewriteSpec,
+		cr.stageMounts,
+		cr.buildRootfs,
+		cr.createContainer,
+	} {
+		if err := step(); err != nil {
+			return nil, nil, Mapping{}, err
+		}
+	}
+	return cr.c, cr.spec, cr.m, nil
+}
+
+// specError marks a refusal of what the spec asks for, as docker shows it
+// ("OCI runtime create failed: error in the container spec: ...").
+func specError(err error) error {
+	return fmt.Errorf("error in the container spec: %w", err)
+}
+
+// load reads the bundle and moat's config.
+func (cr *creation) load() error {
+	if err := checkID(cr.o.ID); err != nil {
+		return err
+	}
+	bundle, err := filepath.Abs(cr.o.Bundle)
+	if err != nil {
+		return fmt.Errorf("bundle %s: %w", cr.o.Bundle, err)
+	}
+	cr.bundle = bundle
+	if cr.spec, err = LoadSpec(bundle); err != nil {
+		return err
+	}
+	if _, err := os.Stat(cr.r.stateDir(cr.o.ID)); err == nil {
+		return fmt.Errorf("container %s already exists", cr.o.ID)
+	}
+	cr.cfg, err = config.Load(cr.r.configPath)
+	return err
+}
+
+// checkNamespaces refuses the host's namespaces and namespaces of the
+// wrong type or owner, and finds whose user namespace the container joins.
+func (cr *creation) checkNamespaces() error {
+	if err := checkNamespacePaths(cr.spec); err != nil {
+		return specError(err)
+	}
+	if err := checkHostNamespaces(cr.spec); err != nil {
+		return specError(fmt.Errorf("invalid or unsupported container spec: %w", err))
+	}
+	var err error
+	if cr.join, cr.hostNet, err = joinedUserns(cr.spec); err != nil {
+		return specError(err)
+	}
+	return nil
+}
+
+// takeIDs gives the container its ID range, recorded host-wide before
+// anything else is touched.
+func (cr *creation) takeIDs() error {
+	cr.ids = cr.r.allocator(cr.cfg)
+	rng, err := cr.r.takeIDs(cr.ids, cr.o.ID, cr.join)
+	if err != nil {
+		return err
+	}
+	cr.undo.add(func() {
+		if _, err := cr.ids.Release(cr.r.root, cr.o.ID); err != nil {
+			logrus.Warnf("release ids of %s: %v", cr.o.ID, err)
+		}
+	})
+	cr.rng = rng
+	cr.m = Mapping{UID: rng.UID, GID: rng.GID, Size: rng.Size}
+	logrus.Debugf("container %s: uid %d gid %d size %d shared %t", cr.o.ID, rng.UID, rng.GID, rng.Size, rng.Shared)
+	return nil
+}
+
+// rewriteSpec applies the policy's rewrites: the user namespace and its
+// mapping, private cgroup and time namespaces, the devices.
+func (cr *creation) rewriteSpec() error {
+	joinPath := ""
+	if cr.join != nil {
+		joinPath = cr.join.userns
+	}
+	boot, err := bootSeconds()
+	if err != nil {
+		return err
+	}
+	policy.IsolateUserns(cr.spec, cr.m, joinPath, boot)
+	cr.devices, err = policy.ConfineDevices(cr.spec, policy.DeviceRules{
+		Allowed: cr.cfg.AllowedDevices(), Config: cr.r.configPath,
+		Probe: probeHostNode, Stat: statHostDevice,
+	})
+	if err != nil {
+		return specError(err)
+	}
+	return nil
+}
+
+// stageMounts judges and stages what the container mounts from the host:
+// bind sources, a pod network namespace's sysfs and sysctls, the device
+// nodes moat makes.
+func (cr *creation) stageMounts() error {
+	cr.undo.add(func() {
+		if err := cr.r.unmount(cr.r.root, cr.o.ID); err != nil {
+			logrus.Warnf("clean up %s: %v", cr.o.ID, err)
+		}
+	})
+	mp, err := mountPolicy(cr.cfg)
+	if err != nil {
+		return err
+	}
+	var joined []string
+	if cr.join != nil {
+		if joined, err = cr.r.holders(cr.ids, cr.rng.UID, cr.o.ID); err != nil {
+			return err
+		}
+	}
+	check := mountCheck(mp, cr.spec, cr.o.ID, joined, cr.cfg.Docker.DataRoot)
+	if err := cr.r.stageBinds(cr.spec, cr.o.ID, cr.bundle, cr.m, check); err != nil {
+		return err
+	}
+	if err := cr.r.stageSysfs(cr.spec, cr.o.ID, cr.hostNet); err != nil {
+		return err
+	}
+	// After stageBinds: these binds are moat's own nodes, not sources to
+	// judge and map.
+	if err := cr.r.stageDevices(cr.spec, cr.o.ID, cr.m, cr.devices); err != nil {
+		return err
+	}
+	return netSysctls(cr.spec, cr.hostNet, cr.m)
+}
+
+// buildRootfs shows the container its rootfs through ID-mapped mounts at a
+// path of moat's own (undone with the staged mounts).
+func (cr *creation) buildRootfs() error {
+	source := cr.spec.Root.Path
+	if !filepath.IsAbs(source) {
+		source = filepath.Join(cr.bundle, source)
+	}
+	target := cr.r.rootfsTarget(cr.o.ID)
+	uids, gids := idMappings(cr.m)
+	if err := mounts.Rootfs(source, target, uids, gids); err != nil {
+		return fmt.Errorf("rootfs %s: %w", source, err)
+	}
+	cr.spec.Root.Path = target
+	return nil
+}
+
+// createContainer hands the rewritten spec to libcontainer.
+func (cr *creation) createContainer() error {
+	// specconv resolves relative paths and records the bundle from the cwd.
+	if err := os.Chdir(cr.bundle); err != nil {
+		return err
+	}
+	lc, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
+		CgroupName:       cr.o.ID,
+		UseSystemdCgroup: cr.r.systemdCgroup,
+		NoPivotRoot:      cr.o.NoPivot,
+		NoNewKeyring:     cr.o.NoNewKeyring,
+		Spec:             cr.spec,
+	})
+	if err != nil {
+		return fmt.Errorf("convert spec: %w", err)
+	}
+	c, err := libcontainer.Create(cr.r.root, cr.o.ID, lc)
+	if errors.Is(err, libcontainer.ErrExist) {
+		return fmt.Errorf("container %s already exists", cr.o.ID)
+	}
+	if err != nil {
+		return err
+	}
+	cr.undo.add(func() {
+		if err := c.Destroy(); err != nil {
+			logrus.Warnf("destroy %s: %v", cr.o.ID, err)
+		}
+	})
+	cr.c = c
+	return cr.r.recordCgroup(cr.o.ID, lc.Cgroups)
+}
+
+// idMappings is the container's one range as the kernel's mappings.
+func idMappings(m Mapping) (uids, gids []idmap.Mapping) {
+	return []idmap.Mapping{{ContainerID: 0, HostID: m.UID, Size: m.Size}},
+		[]idmap.Mapping{{ContainerID: 0, HostID: m.GID, Size: m.Size}}
+}
