@@ -12,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/moatrt/moat/config"
+	"github.com/moatrt/moat/engine"
 	"github.com/moatrt/moat/idmap"
 	"github.com/moatrt/moat/mounts"
 	"github.com/moatrt/moat/policy"
@@ -139,10 +140,6 @@ func withoutOptions(opts []string, drop ...string) []string {
 	return kept
 }
 
-// criSandboxID is the annotation containerd's CRI plugin puts on a pod's
-// containers with the ID of its sandbox.
-const criSandboxID = "io.kubernetes.cri.sandbox-id"
-
 // mountPolicy is the mount policy the config file describes.
 func mountPolicy(cfg *config.Config) (*policy.Policy, error) {
 	p, err := policy.NewPolicy(policy.Policy{
@@ -163,7 +160,7 @@ func mountPolicy(cfg *config.Config) (*policy.Policy, error) {
 // only if a source needs it: reading docker's reference store costs
 // something, and most containers never mount an engine socket.
 func mountCheck(p *policy.Policy, spec *specs.Spec, id string, joined []string, dockerRoot string) func(string) error {
-	ctx := policy.Context{ContainerID: id, SandboxID: spec.Annotations[criSandboxID], Joined: joined}
+	ctx := policy.Context{ContainerID: id, SandboxID: spec.Annotations[engine.CRISandboxID], Joined: joined}
 	looked := false
 	return func(source string) error {
 		err := p.Check(source, ctx)
@@ -172,14 +169,14 @@ func mountCheck(p *policy.Policy, spec *specs.Spec, id string, joined []string, 
 		}
 		// Refused without an image: try again with it, once known.
 		looked = true
-		img, ierr := imageOf(spec, id, dockerRoot)
+		img, ierr := engine.ImageOf(spec, id, dockerRoot)
 		if ierr != nil {
 			logrus.Warnf("establish the image of %s: %v", id, ierr)
 		}
 		if img == nil {
 			return err
 		}
-		ctx.Image = img
+		ctx.Image = &policy.Image{ID: img.ID, Names: img.Names}
 		return p.Check(source, ctx)
 	}
 }

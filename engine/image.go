@@ -1,4 +1,8 @@
-package runtime
+// Package engine owns what moat knows of the engines that drive it and
+// reads without asking them: docker's files under its data root (a
+// container's config.v2.json, the image reference store) and the
+// annotations containerd's CRI plugin puts on a pod's containers.
+package engine
 
 import (
 	"encoding/json"
@@ -9,26 +13,36 @@ import (
 	"sort"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-
-	"github.com/moatrt/moat/policy"
 )
 
-// criImageName is the annotation containerd's CRI plugin puts on every
-// container with the image reference the pod asked for.
-const criImageName = "io.kubernetes.cri.image-name"
+// Annotations containerd's CRI plugin puts on a pod's containers.
+const (
+	// CRIImageName is the image reference the pod asked for.
+	CRIImageName = "io.kubernetes.cri.image-name"
+	// CRISandboxID is the ID of the pod's sandbox container.
+	CRISandboxID = "io.kubernetes.cri.sandbox-id"
+)
 
-// imageOf establishes the image container id runs. config.json carries no
+// Image is what the engines tell of a container's image.
+type Image struct {
+	// ID is the image ID, "sha256:" and 64 hex digits; "" if unknown.
+	ID string
+	// Names are the references known to point to the image.
+	Names []string
+}
+
+// ImageOf establishes the image container id runs. config.json carries no
 // image name, so it is read from what the engine wrote before create:
 // docker's config.v2.json under its data root (never docker's API, since
 // dockerd holds the container's lock during create), or containerd CRI's
 // annotation. It returns nil when neither tells.
-func imageOf(spec *specs.Spec, id, dockerRoot string) (*policy.Image, error) {
+func ImageOf(spec *specs.Spec, id, dockerRoot string) (*Image, error) {
 	img, err := dockerImage(dockerRoot, id)
 	if err != nil || img != nil {
 		return img, err
 	}
-	if name := spec.Annotations[criImageName]; name != "" {
-		return &policy.Image{Names: []string{name}}, nil
+	if name := spec.Annotations[CRIImageName]; name != "" {
+		return &Image{Names: []string{name}}, nil
 	}
 	return nil, nil
 }
@@ -36,7 +50,7 @@ func imageOf(spec *specs.Spec, id, dockerRoot string) (*policy.Image, error) {
 // dockerImage reads <data-root>/containers/<id>/config.v2.json, and docker's
 // reference store for the other names of the same image ID (tags and repo
 // digests). It returns nil if id is not a docker container.
-func dockerImage(root, id string) (*policy.Image, error) {
+func dockerImage(root, id string) (*Image, error) {
 	if root == "" {
 		return nil, nil
 	}
@@ -58,7 +72,7 @@ func dockerImage(root, id string) (*policy.Image, error) {
 	if c.Image == "" && c.Config.Image == "" {
 		return nil, nil
 	}
-	img := &policy.Image{ID: c.Image}
+	img := &Image{ID: c.Image}
 	if c.Config.Image != "" {
 		img.Names = append(img.Names, c.Config.Image)
 	}

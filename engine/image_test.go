@@ -1,4 +1,4 @@
-package runtime
+package engine
 
 import (
 	"os"
@@ -7,8 +7,6 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-
-	"github.com/moatrt/moat/policy"
 )
 
 func TestImageOf(t *testing.T) {
@@ -33,24 +31,24 @@ func TestImageOf(t *testing.T) {
 	write("image/overlay2/repositories.json", `{"Repositories":{
 		"docker":{"docker:dind":"`+dind+`","docker@sha256:abcd":"`+dind+`","docker:cli":"`+other+`"},
 		"moat/dind":{"moat/dind:1":"`+dind+`"}}}`)
-	cri := &specs.Spec{Annotations: map[string]string{criImageName: "docker.io/library/docker:dind"}}
+	cri := &specs.Spec{Annotations: map[string]string{CRIImageName: "docker.io/library/docker:dind"}}
 	tests := []struct {
 		name    string
 		spec    *specs.Spec
 		id      string
-		want    *policy.Image
+		want    *Image
 		wantErr bool
 	}{
-		{"docker, all names of the ID", &specs.Spec{}, "c1", &policy.Image{ID: dind, Names: []string{"docker:dind", "docker:dind", "docker@sha256:abcd", "moat/dind:1"}}, false},
-		{"docker, name as run", &specs.Spec{}, "c2", &policy.Image{ID: other, Names: []string{"busybox", "docker:cli"}}, false},
-		{"docker wins over an annotation", cri, "c2", &policy.Image{ID: other, Names: []string{"busybox", "docker:cli"}}, false},
-		{"cri annotation", cri, "pod-ctr", &policy.Image{Names: []string{"docker.io/library/docker:dind"}}, false},
+		{"docker, all names of the ID", &specs.Spec{}, "c1", &Image{ID: dind, Names: []string{"docker:dind", "docker:dind", "docker@sha256:abcd", "moat/dind:1"}}, false},
+		{"docker, name as run", &specs.Spec{}, "c2", &Image{ID: other, Names: []string{"busybox", "docker:cli"}}, false},
+		{"docker wins over an annotation", cri, "c2", &Image{ID: other, Names: []string{"busybox", "docker:cli"}}, false},
+		{"cri annotation", cri, "pod-ctr", &Image{Names: []string{"docker.io/library/docker:dind"}}, false},
 		{"unknown", &specs.Spec{}, "nothing", nil, false},
 		{"broken config", &specs.Spec{}, "bad", nil, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := imageOf(tt.spec, tt.id, root)
+			got, err := ImageOf(tt.spec, tt.id, root)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("error %v, want error %t", err, tt.wantErr)
 			}
