@@ -78,7 +78,7 @@ func idmapError(path string, userns *os.File, recursive bool, err error) error {
 // idmapErrorAt is idmapError for an object named name in messages and
 // looked up at path (such as /proc/self/fd/N).
 func idmapErrorAt(name, path string, userns *os.File, recursive bool, err error) error {
-	own, merr := mountOf(path)
+	own, merr := MountOf(path)
 	m := own
 	if merr == nil && recursive {
 		// Find the mount of the tree that refuses.
@@ -142,8 +142,9 @@ func Attach(tree *os.File, target string) error {
 	return nil
 }
 
-// mountOf returns the mount that path is on.
-func mountOf(path string) (*mountinfo.Info, error) {
+// MountOf returns the mount that path is on (the top one if several are
+// stacked), found by its ID rather than by its mount point's name.
+func MountOf(path string) (*mountinfo.Info, error) {
 	id, err := mountID(path)
 	if err != nil {
 		return nil, err

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/moatrt/moat/idmap"
+	"github.com/moatrt/moat/internal/undo"
 )
 
 // A bind mount's source is checked against the policy and mounted as one
@@ -147,14 +148,8 @@ func (s *Source) Stage(target string, userns *os.File, recursive bool) error {
 // mount reaches the peers of a shared parent mount. On error nothing is
 // left mounted or created.
 func attach(tree *os.File, target string, dir bool) (retErr error) {
-	var undo []func()
-	defer func() {
-		if retErr != nil {
-			for i := len(undo) - 1; i >= 0; i-- {
-				undo[i]()
-			}
-		}
-	}()
+	var u undo.Stack
+	defer u.OnError(&retErr)
 	target, err := filepath.Abs(target)
 	if err != nil {
 		return fmt.Errorf("staging target: %w", err)
@@ -163,14 +158,14 @@ func attach(tree *os.File, target string, dir bool) (retErr error) {
 	if err != nil {
 		return err
 	}
-	undo = append(undo, func() { removeDirs(created) })
+	u.Add(func() { removeDirs(created) })
 	target = filepath.Join(parent, filepath.Base(target))
 	unshare, err := privateParent(parent)
 	if err != nil {
 		return err
 	}
 	if unshare != nil {
-		undo = append(undo, unshare)
+		u.Add(unshare)
 	}
 
 	if dir {
@@ -185,7 +180,7 @@ func attach(tree *os.File, target string, dir bool) (retErr error) {
 	if err != nil {
 		return fmt.Errorf("make staging target %s: %w", target, err)
 	}
-	undo = append(undo, func() { os.Remove(target) })
+	u.Add(func() { os.Remove(target) })
 	return idmap.Attach(tree, target)
 }
 
@@ -211,7 +206,7 @@ func makeParents(dir string) (string, []string, error) {
 // if dir is itself the mount point of a shared mount, which is not ours to
 // change, it fails.
 func privateParent(dir string) (func(), error) {
-	m, err := mountAt(dir)
+	m, err := idmap.MountOf(dir)
 	if err != nil {
 		return nil, fmt.Errorf("staging dir %s: %w", dir, err)
 	}
@@ -230,25 +225,6 @@ func privateParent(dir string) (func(), error) {
 		return nil, fmt.Errorf("make staging dir %s private: %w", dir, err)
 	}
 	return func() { unix.Unmount(dir, unix.MNT_DETACH) }, nil
-}
-
-// mountAt returns the mount that path is on (the top one if several are
-// stacked), found by its ID rather than by its mount point's name.
-func mountAt(path string) (*mountinfo.Info, error) {
-	var st unix.Statx_t
-	if err := unix.Statx(unix.AT_FDCWD, path, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID, &st); err != nil {
-		return nil, &os.PathError{Op: "statx", Path: path, Err: err}
-	}
-	ms, err := mountinfo.GetMounts(func(m *mountinfo.Info) (bool, bool) {
-		return uint64(m.ID) != st.Mnt_id, uint64(m.ID) == st.Mnt_id
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read mountinfo: %w", err)
-	}
-	if len(ms) == 0 {
-		return nil, fmt.Errorf("mount %d of %s not in mountinfo", st.Mnt_id, path)
-	}
-	return ms[0], nil
 }
 
 func isShared(m *mountinfo.Info) bool {

@@ -118,7 +118,7 @@ func bindMount(t *testing.T, src, dst string, flags uintptr) {
 
 func mountInfoAt(t *testing.T, path string) string {
 	t.Helper()
-	m, err := mountAt(path)
+	m, err := idmap.MountOf(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -444,7 +444,7 @@ func TestStage(t *testing.T) {
 				t.Fatal(err)
 			}
 			tc.check(t, staged)
-			m, err := mountAt(staged)
+			m, err := idmap.MountOf(staged)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/moatrt/moat/idmap"
+	"github.com/moatrt/moat/internal/undo"
 )
 
 const (
@@ -55,19 +56,13 @@ func Rootfs(source, target string, uids, gids []idmap.Mapping) (retErr error) {
 		return err
 	}
 
-	var undo []func()
-	defer func() {
-		if retErr != nil {
-			for i := len(undo) - 1; i >= 0; i-- {
-				undo[i]()
-			}
-		}
-	}()
+	var u undo.Stack
+	defer u.OnError(&retErr)
 	target, created, err := makeTarget(target)
 	if err != nil {
 		return err
 	}
-	undo = append(undo, func() { removeDirs(created) })
+	u.Add(func() { removeDirs(created) })
 
 	if ov == nil {
 		userns, err := idmap.NewUserns(uids, gids)
@@ -91,12 +86,12 @@ func Rootfs(source, target string, uids, gids []idmap.Mapping) (retErr error) {
 		if err != nil {
 			return fmt.Errorf("make overlay work dir: %w", err)
 		}
-		undo = append(undo, func() { os.RemoveAll(ov.Work) })
+		u.Add(func() { os.RemoveAll(ov.Work) })
 		record := filepath.Join(target, workRecord)
 		if err := os.WriteFile(record, []byte(ov.Work), 0o600); err != nil {
 			return fmt.Errorf("record overlay work dir: %w", err)
 		}
-		undo = append(undo, func() { os.Remove(record) })
+		u.Add(func() { os.Remove(record) })
 	}
 	if err := idmap.MountOverlay(target, *ov, uids, gids); err != nil {
 		return fmt.Errorf("overlay at %s: %w", source, err)

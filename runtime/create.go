@@ -10,6 +10,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/moatrt/moat/internal/undo"
 	"github.com/moatrt/moat/userns"
 )
 
@@ -34,17 +35,6 @@ func checkID(id string) error {
 	return nil
 }
 
-// undo collects the steps to roll back a failed create, run last-first.
-type undo []func()
-
-func (u *undo) add(f func()) { *u = append(*u, f) }
-
-func (u undo) run() {
-	for i := len(u) - 1; i >= 0; i-- {
-		u[i]()
-	}
-}
-
 // Create sets up a container and leaves its init waiting for Start.
 func (r *Runtime) Create(o CreateOpts) error {
 	o.IO.Detach = true
@@ -59,12 +49,8 @@ func (r *Runtime) Run(o CreateOpts) (int, error) {
 }
 
 func (r *Runtime) launch(o CreateOpts, run bool) (status int, retErr error) {
-	var rollback undo
-	defer func() {
-		if retErr != nil {
-			rollback.run()
-		}
-	}()
+	var rollback undo.Stack
+	defer rollback.OnError(&retErr)
 	c, spec, ids, err := r.prepare(o, &rollback)
 	if err != nil {
 		return -1, err

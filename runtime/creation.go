@@ -13,6 +13,7 @@ import (
 
 	"github.com/moatrt/moat/config"
 	"github.com/moatrt/moat/idmap"
+	"github.com/moatrt/moat/internal/undo"
 	"github.com/moatrt/moat/mounts"
 	"github.com/moatrt/moat/policy"
 	"github.com/moatrt/moat/userns"
@@ -24,7 +25,7 @@ import (
 type creation struct {
 	r      *Runtime
 	o      CreateOpts
-	undo   *undo
+	undo   *undo.Stack
 	bundle string
 	spec   *specs.Spec
 	cfg    *config.Config
@@ -41,7 +42,7 @@ type creation struct {
 
 // prepare does everything up to an existing libcontainer container whose
 // init has not been started, in the order the steps read.
-func (r *Runtime) prepare(o CreateOpts, rollback *undo) (*libcontainer.Container, *specs.Spec, Mapping, error) {
+func (r *Runtime) prepare(o CreateOpts, rollback *undo.Stack) (*libcontainer.Container, *specs.Spec, Mapping, error) {
 	cr := &creation{r: r, o: o, undo: rollback}
 	for _, step := range []func() error{
 		cr.load,
@@ -109,7 +110,7 @@ func (cr *creation) takeIDs() error {
 	if err != nil {
 		return err
 	}
-	cr.undo.add(func() {
+	cr.undo.Add(func() {
 		if _, err := cr.ids.Release(cr.r.root, cr.o.ID); err != nil {
 			logrus.Warnf("release ids of %s: %v", cr.o.ID, err)
 		}
@@ -146,7 +147,7 @@ func (cr *creation) rewriteSpec() error {
 // bind sources, a pod network namespace's sysfs and sysctls, the device
 // nodes moat makes.
 func (cr *creation) stageMounts() error {
-	cr.undo.add(func() {
+	cr.undo.Add(func() {
 		if err := cr.r.unmount(cr.r.root, cr.o.ID); err != nil {
 			logrus.Warnf("clean up %s: %v", cr.o.ID, err)
 		}
@@ -215,7 +216,7 @@ func (cr *creation) createContainer() error {
 	if err != nil {
 		return err
 	}
-	cr.undo.add(func() {
+	cr.undo.Add(func() {
 		if err := c.Destroy(); err != nil {
 			logrus.Warnf("destroy %s: %v", cr.o.ID, err)
 		}

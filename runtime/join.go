@@ -55,7 +55,7 @@ func hostOwned(ns specs.LinuxNamespace) error {
 // network namespace the container joins if the host's user namespace owns
 // it: the container's root cannot mount its sysfs (see stageSysfs).
 func joinedUserns(spec *specs.Spec) (join *joinTarget, hostNet string, err error) {
-	host, err := idmap.NamespaceID("/proc/self/ns/user")
+	host, err := idmap.NamespaceID(hostNamespace("user"))
 	if err != nil {
 		return nil, "", fmt.Errorf("read own user namespace: %w", err)
 	}

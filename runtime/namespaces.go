@@ -49,7 +49,7 @@ func checkHostNamespaces(spec *specs.Spec) error {
 		if want == "" {
 			continue
 		}
-		same, err := sameNamespace(want, hostNamespace(ns.proc))
+		same, err := sameNamespace(want, ns.proc)
 		if err != nil {
 			return fmt.Errorf("%s namespace %s: %w", ns.word, want, err)
 		}
@@ -128,13 +128,14 @@ func hostNamespace(kind string) string {
 	return "/proc/self/ns/" + kind
 }
 
-func sameNamespace(a, b string) (bool, error) {
-	var sa, sb unix.Stat_t
-	if err := unix.Stat(a, &sa); err != nil {
+func sameNamespace(path, kind string) (bool, error) {
+	want, err := idmap.NamespaceID(path)
+	if err != nil {
 		return false, err
 	}
-	if err := unix.Stat(b, &sb); err != nil {
+	host, err := idmap.NamespaceID(hostNamespace(kind))
+	if err != nil {
 		return false, fmt.Errorf("read host namespace: %w", err)
 	}
-	return sa.Dev == sb.Dev && sa.Ino == sb.Ino, nil
+	return want == host, nil
 }
