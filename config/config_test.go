@@ -358,6 +358,36 @@ func TestLoadInvalid(t *testing.T) {
 			msg: "line 1: key mounts.strict: expected a boolean, got integer 0",
 		},
 		{
+			name: "keys match their case",
+			src:  "[mounts]\nStrict = true\n",
+			line: 2, key: "mounts.Strict",
+			msg: "line 2: key mounts.Strict: unknown key (did you mean mounts.strict?)",
+		},
+		{
+			name: "wrong type in an inline table",
+			src:  "ids = {\n  containers = \"x\" }\n",
+			line: 2, key: "ids.containers",
+			msg: `line 2: key ids.containers: expected an integer, got string "x"`,
+		},
+		{
+			name: "array in an array",
+			src:  "mounts = { allowed = [[\"/srv\"]] }\n",
+			line: 1, key: "mounts.allowed",
+			msg: "line 1: key mounts.allowed: expected an array of strings, got an array as element 1",
+		},
+		{
+			name: "quoted unknown key",
+			src:  "[mounts]\n\"a.b\" = 1\n",
+			line: 2, key: `mounts."a.b"`,
+			msg: `line 2: key mounts."a.b": unknown key`,
+		},
+		{
+			name: "unknown key before a wrong type",
+			src:  "colour = 1\n[mounts]\nstrict = 2\n",
+			line: 1, key: "colour",
+			msg: "line 1: key colour: unknown key",
+		},
+		{
 			name: "first problem in the file wins",
 			src:  "[ids]\ncontainers = 0\n[mounts]\nstrict = 1\n",
 			line: 2, key: "ids.containers",
