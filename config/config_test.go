@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/BurntSushi/toml"
+	"github.com/pelletier/go-toml/v2"
 )
 
 // writeConfig writes src to a config file of its own and returns its path.
@@ -358,6 +358,36 @@ func TestLoadInvalid(t *testing.T) {
 			msg: "line 1: key mounts.strict: expected a boolean, got integer 0",
 		},
 		{
+			name: "keys match their case",
+			src:  "[mounts]\nStrict = true\n",
+			line: 2, key: "mounts.Strict",
+			msg: "line 2: key mounts.Strict: unknown key (did you mean mounts.strict?)",
+		},
+		{
+			name: "wrong type in an inline table",
+			src:  "ids = {\n  containers = \"x\" }\n",
+			line: 2, key: "ids.containers",
+			msg: `line 2: key ids.containers: expected an integer, got string "x"`,
+		},
+		{
+			name: "array in an array",
+			src:  "mounts = { allowed = [[\"/srv\"]] }\n",
+			line: 1, key: "mounts.allowed",
+			msg: "line 1: key mounts.allowed: expected an array of strings, got an array as element 1",
+		},
+		{
+			name: "quoted unknown key",
+			src:  "[mounts]\n\"a.b\" = 1\n",
+			line: 2, key: `mounts."a.b"`,
+			msg: `line 2: key mounts."a.b": unknown key`,
+		},
+		{
+			name: "unknown key before a wrong type",
+			src:  "colour = 1\n[mounts]\nstrict = 2\n",
+			line: 1, key: "colour",
+			msg: "line 1: key colour: unknown key",
+		},
+		{
 			name: "first problem in the file wins",
 			src:  "[ids]\ncontainers = 0\n[mounts]\nstrict = 1\n",
 			line: 2, key: "ids.containers",
@@ -393,7 +423,7 @@ func TestLoadSyntaxError(t *testing.T) {
 		msg  string // a part of the message
 	}{
 		{"unclosed table header", "# x\n[mounts\nstrict = true\n", 2, "invalid TOML: "},
-		{"duplicate key", "[mounts]\nstrict = true\nstrict = false\n", 3, "already been defined"},
+		{"duplicate key", "[mounts]\nstrict = true\nstrict = false\n", 3, "already defined"},
 		{"duplicate table", "[ids]\n[mounts]\n[ids]\n", 3, "invalid TOML: "},
 		{"value missing", "[ids]\n\ncontainers =\n", 3, "invalid TOML: "},
 	}
@@ -411,9 +441,9 @@ func TestLoadSyntaxError(t *testing.T) {
 			if prefix := "config " + path + ": line "; !strings.HasPrefix(err.Error(), prefix) || !strings.Contains(err.Error(), tt.msg) {
 				t.Errorf("error %q, want it to start with %q and contain %q", err, prefix, tt.msg)
 			}
-			var pe toml.ParseError
-			if !errors.As(err, &pe) {
-				t.Errorf("error %v does not wrap the toml.ParseError", err)
+			var de *toml.DecodeError
+			if !errors.As(err, &de) {
+				t.Errorf("error %v does not wrap the toml.DecodeError", err)
 			}
 		})
 	}
@@ -572,6 +602,20 @@ func TestDefaultRestrictedIsACopy(t *testing.T) {
 	}
 }
 
+// lines maps every key of src, and every table and parent of a dotted
+// key, to the line where it first appears, as keyPositions finds them.
+func lines(src string) map[string]int {
+	m := map[string]int{}
+	for _, k := range keyPositions([]byte(src)) {
+		for n := 1; n <= len(k.key); n++ {
+			if s := strings.Join(k.key[:n], "."); m[s] == 0 {
+				m[s] = k.line
+			}
+		}
+	}
+	return m
+}
+
 func TestKeyLines(t *testing.T) {
 	tests := []struct {
 		name string
@@ -590,8 +634,8 @@ func TestKeyLines(t *testing.T) {
 		},
 		{
 			name: "inline tables, nested and across lines",
-			src:  "t = { a = 1, b = { c = [ {d = 1},\n {e = 2} ] } }\n",
-			want: map[string]int{"t": 1, "t.a": 1, "t.b": 1, "t.b.c": 1, "t.b.c.d": 1, "t.b.c.e": 2},
+			src:  "t = { a = 1, b = { c = [ {d = 1},\n {e = 2} ] },\n f = 3 }\n",
+			want: map[string]int{"t": 1, "t.a": 1, "t.b": 1, "t.b.c": 1, "t.f": 3},
 		},
 		{
 			name: "strings that look like keys",
@@ -612,38 +656,50 @@ func TestKeyLines(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var doc map[string]any
-			if _, err := toml.Decode(tt.src, &doc); err != nil {
+			if err := toml.Unmarshal([]byte(tt.src), &doc); err != nil {
 				t.Fatalf("test document does not parse: %v", err)
 			}
-			got := map[string]int{}
-			for k, l := range keyLines(tt.src) {
-				got[strings.ReplaceAll(k, "\x00", ".")] = l
-			}
-			if !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("keyLines\n got %v\nwant %v", got, tt.want)
+			if got := lines(tt.src); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("keyPositions\n got %v\nwant %v", got, tt.want)
 			}
 		})
 	}
 }
 
-// FuzzKeyLines checks that the line scanner terminates and does not panic
-// on any input, parseable or not.
+// FuzzKeyLines checks that keyPositions does not panic on any input,
+// parseable or not, and that what it finds is inside the document, at the
+// right line.
 func FuzzKeyLines(f *testing.F) {
 	for _, s := range []string{"", "[a", "a = \"\"\"", "a = '''x''''", "t = {a = [", "\"\\u", "[[x]]\ny.z = {", "\\"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		for k, l := range keyLines(s) {
-			if l < 1 || l > strings.Count(s, "\n")+1 {
-				t.Fatalf("key %q at line %d, outside the document", k, l)
+		for _, k := range keyPositions([]byte(s)) {
+			if k.start < 0 || k.start >= len(s) {
+				t.Fatalf("key %q at byte %d, outside the document", k.key, k.start)
+			}
+			if want := 1 + strings.Count(s[:k.start], "\n"); k.line != want {
+				t.Fatalf("key %q at line %d, want %d", k.key, k.line, want)
 			}
 		}
 	})
 }
 
+// tableKeys calls f with every key of a decoded document that is not
+// inside an array, tables included.
+func tableKeys(m map[string]any, parent []string, f func([]string)) {
+	for k, v := range m {
+		key := append(slices.Clone(parent), k)
+		f(key)
+		if sub, ok := v.(map[string]any); ok {
+			tableKeys(sub, key, f)
+		}
+	}
+}
+
 // FuzzParse checks that parse never panics, that every problem with a
-// key it reports comes with a line, and that the line scanner finds every
-// key the library does.
+// key it reports comes with a line, and that keyPositions finds every key
+// the library does (outside arrays), which unknownKey relies on.
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		"[mounts]\nstrict = \"yes\"\n",
@@ -658,25 +714,26 @@ func FuzzParse(f *testing.F) {
 		"\"\\x61\" = 1\n'a.b' = 2\n\"\\U0001F600\" = 3\n\"a\\\"b\".c = 4\n",
 		"[a] # c\n[ b\t. c ]\n'#x' = { '=' = [ { d = 1 } ] }\n",
 		"e = \"\\e\"\nt = 07:32\n",
+		"[MOUNTS]\nallowed = ['x']\n",
+		"ids = { containers = 1, x = { y = 'z' } }\n",
 	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		_, err := parse("f", s)
+		_, err := parse("f", []byte(s))
 		var ce *Error
 		if errors.As(err, &ce) && ce.Key != "" && ce.Line < 1 {
 			t.Fatalf("error %v names key %s but no line", err, ce.Key)
 		}
 		var doc map[string]any
-		md, err := toml.Decode(s, &doc)
-		if err != nil {
+		if err := toml.Unmarshal([]byte(strings.TrimPrefix(s, "\ufeff")), &doc); err != nil {
 			return
 		}
-		lines := keyLines(s)
-		for _, k := range md.Keys() {
-			if _, ok := lines[lineKey(k)]; !ok {
-				t.Fatalf("key %q (%s) not found by the line scanner in %q", []string(k), k, s)
+		keys := keyPositions([]byte(strings.TrimPrefix(s, "\ufeff")))
+		tableKeys(doc, nil, func(k []string) {
+			if _, ok := firstPos(keys, k); !ok {
+				t.Fatalf("key %q not found by keyPositions in %q", k, s)
 			}
-		}
+		})
 	})
 }
