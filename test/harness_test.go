@@ -1,7 +1,5 @@
-// Package test holds moat's integration tests. They drive the installed moat
-// binary directly, through dockerd (moat registered as a runtime) and through
-// containerd's runc v2 shim. Run them with `make integration`, which starts
-// the daemons that are not running.
+//go:build integration
+
 package test
 
 import (
