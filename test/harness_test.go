@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moatrt/moat/internal/fstest"
 )
 
 var (
@@ -159,22 +161,14 @@ func allocations(t *testing.T) []idRange {
 	return rs
 }
 
+// moatMountDir is where moat mounts the containers' rootfs and volumes.
+const moatMountDir = "/run/moat-mounts"
+
 // moatMounts lists mount points moat made (its rootfs mounts and anything
 // under them).
 func moatMounts(t *testing.T) []string {
 	t.Helper()
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ms []string
-	for _, l := range strings.Split(string(data), "\n") {
-		f := strings.Fields(l)
-		if len(f) > 4 && strings.HasPrefix(f[4], "/run/moat-mounts/") {
-			ms = append(ms, f[4])
-		}
-	}
-	return ms
+	return fstest.MountsUnder(t, moatMountDir)
 }
 
 // snapshot is what moat holds on the host; a test that creates nothing
