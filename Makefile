@@ -10,6 +10,8 @@ LDFLAGS := -X main.version=$(VERSION) -X main.gitCommit=$(COMMIT)
 # urfave_cli_no_docs leaves out the CLI's man-page generator, whose package
 # init costs every moat process (the container's init too) a millisecond.
 TAGS    := seccomp,urfave_cli_no_docs
+# The integration tests in test/ build only with this tag added.
+ITAGS   := $(TAGS),integration
 BIN     := bin/moat
 
 .PHONY: build install deps demo test unit integration bench vet fmt clean
@@ -28,8 +30,9 @@ deps:
 demo: install
 	@scripts/demo.sh
 
+# With the integration tag, so that test/ is vetted too.
 vet:
-	$(GO) vet -tags '$(TAGS)' ./...
+	$(GO) vet -tags '$(ITAGS)' ./...
 
 unit: build
 	$(GO) test -tags '$(TAGS)' -count=1 $$($(GO) list ./... | grep -v /test$$)
@@ -38,7 +41,7 @@ unit: build
 # scripts/testenv.sh starts what is not running and stops only what it started.
 integration: install
 	@scripts/deps.sh test
-	scripts/testenv.sh $(GO) test -tags '$(TAGS)' -count=1 -timeout 40m -v ./test/
+	scripts/testenv.sh $(GO) test -tags '$(ITAGS)' -count=1 -timeout 40m -v ./test/
 
 test: vet unit integration
 

@@ -63,6 +63,7 @@ func children(t *testing.T) []string {
 }
 
 func TestNewUserns(t *testing.T) {
+	fstest.RequiresRoot(t)
 	const overflow = "65534:65534"
 	tests := []struct {
 		name       string
@@ -105,6 +106,7 @@ func TestNewUserns(t *testing.T) {
 }
 
 func TestNewUsernsErrors(t *testing.T) {
+	fstest.RequiresRoot(t)
 	tests := []struct {
 		name       string
 		uids, gids []Mapping
@@ -134,6 +136,7 @@ func TestNewUsernsErrors(t *testing.T) {
 }
 
 func TestCloneMappedRecursive(t *testing.T) {
+	fstest.RequiresRoot(t)
 	d := fstest.TestDir(t)
 	src := filepath.Join(d, "src")
 	fstest.MakeTree(t, src, fstest.Node{Path: "f", UID: 1000, GID: 1000}, fstest.Node{Path: "sub", Dir: true})
@@ -164,6 +167,7 @@ func TestCloneMappedRecursive(t *testing.T) {
 }
 
 func TestCloneMappedUnsupported(t *testing.T) {
+	fstest.RequiresRoot(t)
 	d := fstest.TestDir(t)
 	ramfs := filepath.Join(d, "ramfs")
 	tree := filepath.Join(d, "tree")
@@ -240,6 +244,7 @@ func mountOverlay(t *testing.T, target string, o Overlay) {
 }
 
 func TestMountOverlay(t *testing.T) {
+	fstest.RequiresRoot(t)
 	d := fstest.TestDir(t)
 	o := overlayLayers(t, d)
 	m := filepath.Join(d, "merged")
@@ -299,6 +304,7 @@ func TestMountOverlay(t *testing.T) {
 // TestMountOverlaySymlinkedUpper checks that an upper dir reached through
 // a symlink is still ID-mapped.
 func TestMountOverlaySymlinkedUpper(t *testing.T) {
+	fstest.RequiresRoot(t)
 	d := fstest.TestDir(t)
 	o := overlayLayers(t, d)
 	if err := os.Symlink(filepath.Join(d, "layer"), filepath.Join(d, "link")); err != nil {
@@ -316,6 +322,7 @@ func TestMountOverlaySymlinkedUpper(t *testing.T) {
 }
 
 func TestMountOverlayReadOnly(t *testing.T) {
+	fstest.RequiresRoot(t)
 	d := fstest.TestDir(t)
 	o := overlayLayers(t, d)
 	o.Upper, o.Work = "", ""
@@ -335,6 +342,7 @@ func TestMountOverlayReadOnly(t *testing.T) {
 // every thread with its own, the main thread included, also when the mount
 // fails.
 func TestMountOverlayThreads(t *testing.T) {
+	fstest.RequiresRoot(t)
 	d := fstest.TestDir(t)
 	o := overlayLayers(t, d)
 	t.Run("main thread", func(t *testing.T) {
@@ -370,6 +378,7 @@ func TestMountOverlayThreads(t *testing.T) {
 }
 
 func TestMountOverlayErrors(t *testing.T) {
+	fstest.RequiresRoot(t)
 	tests := []struct {
 		name   string
 		change func(d string, o *Overlay)

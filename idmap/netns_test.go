@@ -33,6 +33,7 @@ func inNetnsCheck(path string) error {
 // InNetns runs the function in the namespace, passes its error on, and
 // leaves every thread in its own namespace, the main thread included.
 func TestInNetns(t *testing.T) {
+	fstest.RequiresRoot(t)
 	netns := "/proc/" + strconv.Itoa(fstest.NamespacedProcess(t, &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET})) + "/ns/net"
 	t.Run("main thread", func(t *testing.T) {
 		fstest.OnMain(t, "in-netns", netns)

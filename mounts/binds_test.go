@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
 	"github.com/moatrt/moat/idmap"
@@ -126,6 +125,7 @@ func mountInfoAt(t *testing.T, path string) string {
 }
 
 func TestOpenSource(t *testing.T) {
+	fstest.RequiresRoot(t)
 	tests := []struct {
 		name  string
 		path  string // under the test dir
@@ -189,6 +189,7 @@ func TestOpenSource(t *testing.T) {
 }
 
 func TestOpenSourceErrors(t *testing.T) {
+	fstest.RequiresRoot(t)
 	tests := []struct {
 		name     string
 		path     string // %d is the test dir
@@ -236,6 +237,7 @@ func TestOpenSourceErrors(t *testing.T) {
 // TestFdPath checks the name found for a file held open after what
 // happens to its path.
 func TestFdPath(t *testing.T) {
+	fstest.RequiresRoot(t)
 	tests := []struct {
 		name   string
 		file   string // opened, under the test dir
@@ -317,6 +319,7 @@ func rm(t *testing.T, d, name string) {
 // TestStage stages each kind of source and checks what the staged path
 // shows, from the host, with the container's mapping.
 func TestStage(t *testing.T) {
+	fstest.RequiresRoot(t)
 	tests := []struct {
 		name string
 		// setup makes the source under d and returns the path to open.
@@ -494,6 +497,7 @@ func checkLs(t *testing.T, dir string, want ...string) {
 // does (by path, recursive or not, and from an O_PATH fd): the bind is the
 // same ID-mapped mount.
 func TestStagedBindKeepsMapping(t *testing.T) {
+	fstest.RequiresRoot(t)
 	tests := []struct {
 		name  string
 		flags uintptr
@@ -554,6 +558,7 @@ func TestStagedBindKeepsMapping(t *testing.T) {
 }
 
 func TestStageRecursive(t *testing.T) {
+	fstest.RequiresRoot(t)
 	tests := []struct {
 		recursive bool
 		want      string
@@ -583,6 +588,7 @@ func TestStageRecursive(t *testing.T) {
 }
 
 func TestStageErrors(t *testing.T) {
+	fstest.RequiresRoot(t)
 	tests := []struct {
 		name string
 		// setup returns the source to open, and may set up more. The
@@ -749,6 +755,7 @@ func existing(t *testing.T, d string) []string {
 // TestStageSharedParent stages in a dir on a shared mount that has a peer
 // (as /run has in other mount namespaces): nothing appears in the peer.
 func TestStageSharedParent(t *testing.T) {
+	fstest.RequiresRoot(t)
 	d := fstest.TestDir(t)
 	fstest.MakeTree(t, d, fstest.Node{Path: "a"}, fstest.Node{Path: "src/f"}, fstest.Node{Path: "peer", Dir: true})
 	shared := filepath.Join(d, "shared")
@@ -802,6 +809,7 @@ func TestStageSharedParent(t *testing.T) {
 // under the source, like an rslave bind, but sends nothing back, and
 // tearing it down leaves the source's submounts alone.
 func TestStageSharedSource(t *testing.T) {
+	fstest.RequiresRoot(t)
 	d := fstest.TestDir(t)
 	src := filepath.Join(d, "src")
 	mountTmpfs(t, src, 0)
@@ -828,6 +836,7 @@ func TestStageSharedSource(t *testing.T) {
 }
 
 func TestTeardownStaged(t *testing.T) {
+	fstest.RequiresRoot(t)
 	tests := []struct {
 		name  string
 		setup func(t *testing.T, d, dir string)
@@ -904,6 +913,7 @@ func TestTeardownStaged(t *testing.T) {
 // TestRemoveStagingKeepsMounts checks that teardown never deletes
 // through a mount it did not remove.
 func TestRemoveStagingKeepsMounts(t *testing.T) {
+	fstest.RequiresRoot(t)
 	d := fstest.TestDir(t)
 	dir := filepath.Join(d, "binds")
 	fstest.MakeTree(t, d, fstest.Node{Path: "binds/0", Dir: true}, fstest.Node{Path: "host/keep"})
@@ -921,6 +931,7 @@ func TestRemoveStagingKeepsMounts(t *testing.T) {
 // dir) searchable, and closes only the container's own staging dir: the
 // container's root walks through the shared ones to its rootfs.
 func TestStageDirModes(t *testing.T) {
+	fstest.RequiresRoot(t)
 	d := fstest.TestDir(t)
 	src := filepath.Join(d, "src")
 	if err := os.Mkdir(src, 0o755); err != nil {
@@ -970,6 +981,7 @@ func checkSlaveOf(t *testing.T, src, clone string) {
 // Staged device nodes belong to the container's IDs, have the modes asked
 // for and open (their tmpfs is not nodev); teardown leaves nothing.
 func TestStageDevices(t *testing.T) {
+	fstest.RequiresRoot(t)
 	d := fstest.TestDir(t)
 	dir := filepath.Join(d, "staging", "c1@binds", "devices")
 	nodes := []Node{
@@ -1005,8 +1017,8 @@ func TestStageDevices(t *testing.T) {
 	if err == nil {
 		t.Fatal("a node named ../x was staged")
 	}
-	if m, err := mountinfo.Mounted(bad); err == nil && m {
-		t.Errorf("%s still mounted after a failed stage", bad)
+	if left := fstest.MountsUnder(t, bad); len(left) > 0 {
+		t.Errorf("%s still mounted after a failed stage: %v", bad, left)
 	}
 	if _, err := os.Stat(filepath.Join(bad, "0")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("node of a failed stage: %v", err)

@@ -68,6 +68,7 @@ func TestOrigins(t *testing.T) {
 // On the kernel: a directory with a bind of another directory on it, as
 // docker's local driver makes a volume of type none, o=bind.
 func TestOriginsOfBoundVolume(t *testing.T) {
+	fstest.RequiresRoot(t)
 	d := fstest.TestDir(t)
 	fstest.MakeTree(t, d, fstest.Node{Path: "secret/etc/f"}, fstest.Node{Path: "volumes/hr/_data", Dir: true})
 	data := filepath.Join(d, "volumes/hr/_data")
@@ -103,6 +104,7 @@ func TestOriginsOfBoundVolume(t *testing.T) {
 // over the path after the open (an attacker racing the check) changes
 // nothing, and neither does unmounting the bind from under it.
 func TestOriginsHeldAcrossSwap(t *testing.T) {
+	fstest.RequiresRoot(t)
 	d := fstest.TestDir(t)
 	fstest.MakeTree(t, d, fstest.Node{Path: "secret/f"}, fstest.Node{Path: "benign", Dir: true}, fstest.Node{Path: "volumes/hr/_data", Dir: true})
 	data := filepath.Join(d, "volumes/hr/_data")

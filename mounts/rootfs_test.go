@@ -138,6 +138,7 @@ func rootfs(t *testing.T, source, target string) {
 }
 
 func TestRootfsOverlay(t *testing.T) {
+	fstest.RequiresRoot(t)
 	tests := []struct {
 		name  string
 		how   int
@@ -231,6 +232,7 @@ func checkContainerView(t *testing.T, l *dockerLayout, target string) {
 }
 
 func TestRootfsPlainDir(t *testing.T) {
+	fstest.RequiresRoot(t)
 	d := fstest.TestDir(t)
 	bundle := filepath.Join(d, "bundle", "rootfs")
 	fstest.MakeTree(t, bundle,
@@ -269,6 +271,7 @@ func TestRootfsPlainDir(t *testing.T) {
 // do not reach the source, and Teardown's unmounts do not take the host's
 // submounts with them.
 func TestRootfsSharedSource(t *testing.T) {
+	fstest.RequiresRoot(t)
 	tests := []struct {
 		name string
 		src  string // the source, relative to the shared mount
@@ -330,6 +333,7 @@ func TestRootfsTargetMode(t *testing.T) {
 }
 
 func TestRootfsErrors(t *testing.T) {
+	fstest.RequiresRoot(t)
 	tests := []struct {
 		name string
 		// setup returns the source and target, and may set up more.
@@ -437,6 +441,7 @@ func TestRootfsErrors(t *testing.T) {
 // TestRootfsErrorsKeepTarget checks that a failed Rootfs removes the target
 // only if it made it.
 func TestRootfsErrorsKeepTarget(t *testing.T) {
+	fstest.RequiresRoot(t)
 	tests := []struct {
 		name     string
 		existing bool
@@ -463,6 +468,7 @@ func TestRootfsErrorsKeepTarget(t *testing.T) {
 }
 
 func TestTeardown(t *testing.T) {
+	fstest.RequiresRoot(t)
 	tests := []struct {
 		name  string
 		setup func(t *testing.T, target string)
@@ -651,6 +657,7 @@ func ramfs(t *testing.T, dir string) {
 // container's upper layer (docker cp), or that lie in a plain directory
 // rootfs cannot be opened through the container's rootfs: it is nodev.
 func TestRootfsNoDevices(t *testing.T) {
+	fstest.RequiresRoot(t)
 	mknull := func(t *testing.T, path string) {
 		t.Helper()
 		if err := unix.Mknod(path, unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {

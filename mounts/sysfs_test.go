@@ -17,6 +17,7 @@ import (
 // A staged sysfs shows the network devices of the namespace it was made
 // for, not the host's, is read-only, and goes with TeardownStaged.
 func TestStageSysfs(t *testing.T) {
+	fstest.RequiresRoot(t)
 	pid := strconv.Itoa(fstest.NamespacedProcess(t, &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}))
 	if out, err := exec.Command("nsenter", "-t", pid, "-n", "ip", "link", "add", "moatbr0", "type", "bridge").CombinedOutput(); err != nil {
 		t.Fatalf("make a device in the namespace: %v: %s", err, out)
@@ -67,6 +68,7 @@ func TestStageSysfs(t *testing.T) {
 // namespace, the main thread included: moat compares a container's
 // namespaces with /proc/self/ns, the main thread's, to refuse the host's.
 func TestStageSysfsThreads(t *testing.T) {
+	fstest.RequiresRoot(t)
 	netns := "/proc/" + strconv.Itoa(fstest.NamespacedProcess(t, &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET})) + "/ns/net"
 	dir := filepath.Join(fstest.TestDir(t), "staged")
 	t.Cleanup(func() { _ = TeardownStaged(dir) })

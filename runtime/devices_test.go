@@ -8,15 +8,14 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/moatrt/moat/internal/fstest"
 	"github.com/moatrt/moat/policy"
 )
 
 // The host probe on the real kernel: devices by number, and no symlink
 // anywhere on the way.
 func TestProbeHostNode(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to make device nodes")
-	}
+	fstest.RequiresRoot(t)
 	dir := t.TempDir()
 	null := filepath.Join(dir, "null")
 	if err := unix.Mknod(null, unix.S_IFCHR|0o600, int(unix.Mkdev(1, 3))); err != nil {

@@ -40,6 +40,7 @@ func pinnedNS(t *testing.T, path string) string {
 }
 
 func TestCheckNamespacePaths(t *testing.T) {
+	fstest.RequiresRoot(t)
 	proc := fstest.NamespacedProcess(t, &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET | syscall.CLONE_NEWIPC})
 	netns := pinnedNS(t, "/proc/"+strconv.Itoa(proc)+"/ns/net")
 	file := filepath.Join(t.TempDir(), "file")
@@ -74,6 +75,7 @@ func TestCheckNamespacePaths(t *testing.T) {
 }
 
 func TestCheckHostNamespaces(t *testing.T) {
+	fstest.RequiresRoot(t)
 	private := func(except ...specs.LinuxNamespaceType) []specs.LinuxNamespace {
 		var nss []specs.LinuxNamespace
 	next:
@@ -138,6 +140,7 @@ func containerNS(t *testing.T, hostID int) int {
 }
 
 func TestJoinedUserns(t *testing.T) {
+	fstest.RequiresRoot(t)
 	a, b := containerNS(t, 900000), containerNS(t, 965536)
 	hostOwned := fstest.NamespacedProcess(t, &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET | syscall.CLONE_NEWIPC})
 	ns := func(pid int, kind string) string { return "/proc/" + strconv.Itoa(pid) + "/ns/" + kind }

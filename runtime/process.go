@@ -34,7 +34,8 @@ type IOOpts struct {
 	PreserveFDs int
 }
 
-// newProcess converts an OCI process to libcontainer's.
+// newProcess converts an OCI process to libcontainer's. Kept in step with
+// newProcess in runc's utils_linux.go (v1.5.2).
 func newProcess(p *specs.Process, init bool) (*libcontainer.Process, error) {
 	lp := &libcontainer.Process{
 		Args:            p.Args,
@@ -78,6 +79,7 @@ func newProcess(p *specs.Process, init bool) (*libcontainer.Process, error) {
 	return lp, nil
 }
 
+// rlimitByName is runc's rlimitMap (rlimit_linux.go, v1.5.2).
 var rlimitByName = map[string]int{
 	"RLIMIT_CPU": unix.RLIMIT_CPU, "RLIMIT_FSIZE": unix.RLIMIT_FSIZE,
 	"RLIMIT_DATA": unix.RLIMIT_DATA, "RLIMIT_STACK": unix.RLIMIT_STACK,
@@ -99,6 +101,8 @@ type stdio struct {
 	termErr   chan error
 }
 
+// checkTerminal makes the checks of runner.checkTerminal in runc's
+// utils_linux.go (v1.5.2), in moat's words.
 func checkTerminal(terminal bool, o IOOpts) error {
 	if o.Detach && terminal && o.ConsoleSocket == "" {
 		return errors.New("cannot allocate a tty when moat detaches without --console-socket")
@@ -110,7 +114,9 @@ func checkTerminal(terminal bool, o IOOpts) error {
 }
 
 // setupIO prepares p's streams. rootUID/rootGID own the pipes of a foreground
-// process, so that the container's root can reopen them.
+// process, so that the container's root can reopen them. Kept in step with
+// setupIO in runc's utils_linux.go and setupProcessPipes in its tty.go
+// (v1.5.2).
 func setupIO(p *libcontainer.Process, terminal bool, o IOOpts, rootUID, rootGID int) (*stdio, error) {
 	s := &stdio{}
 	switch {
@@ -164,6 +170,8 @@ func setupIO(p *libcontainer.Process, terminal bool, o IOOpts, rootUID, rootGID 
 	return s, nil
 }
 
+// hostConsole finds moat's own terminal as tty.initHostConsole in runc's
+// tty.go (v1.5.2) does: any of the three streams, else /dev/tty.
 func hostConsole() (console.Console, error) {
 	for _, f := range []*os.File{os.Stdin, os.Stdout, os.Stderr} {
 		if c, err := console.ConsoleFromFile(f); err == nil {
@@ -184,7 +192,8 @@ func (s *stdio) copy(w io.Writer, r io.ReadCloser) {
 }
 
 // receiveTerminal takes the pty master from the container and relays it to
-// moat's own terminal, set raw.
+// moat's own terminal, set raw. Kept in step with tty.recvtty in runc's
+// tty.go (v1.5.2).
 func (s *stdio) receiveTerminal(sock *os.File) error {
 	f, err := recvFile(sock)
 	if err != nil {
@@ -208,6 +217,8 @@ func (s *stdio) receiveTerminal(sock *os.File) error {
 	return nil
 }
 
+// recvFile receives one fd, as RecvFile in runc's internal/cmsg/cmsg.go
+// (v1.5.2), which moat cannot import.
 func recvFile(sock *os.File) (*os.File, error) {
 	name := make([]byte, 4096)
 	oob := make([]byte, unix.CmsgSpace(4))
@@ -233,7 +244,8 @@ func recvFile(sock *os.File) (*os.File, error) {
 }
 
 // started is called once the process runs: the terminal is in place and
-// moat's copies of the process's ends can go.
+// moat's copies of the process's ends can go (tty.waitConsole and
+// tty.ClosePostStart in runc's tty.go, v1.5.2).
 func (s *stdio) started() error {
 	if s.termErr != nil {
 		if err := <-s.termErr; err != nil {
@@ -247,12 +259,14 @@ func (s *stdio) started() error {
 	return nil
 }
 
+// resize is tty.resize of runc's tty.go (v1.5.2).
 func (s *stdio) resize() {
 	if s.term != nil && s.host != nil {
 		_ = s.term.ResizeFrom(s.host)
 	}
 }
 
+// close follows tty.Close in runc's tty.go (v1.5.2).
 func (s *stdio) close() {
 	for _, c := range s.postStart {
 		_ = c.Close()
@@ -288,7 +302,8 @@ func afterStart(p *libcontainer.Process, s *stdio, o IOOpts, sigs chan os.Signal
 }
 
 // writePidFile writes pid atomically (create and rename), as runc does,
-// because the shim polls for it.
+// because the shim polls for it. Kept in step with createPidFile in runc's
+// utils_linux.go (v1.5.2).
 func writePidFile(path string, pid int) error {
 	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path))
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_SYNC, 0o666)
@@ -305,7 +320,8 @@ func writePidFile(path string, pid int) error {
 }
 
 // forward relays signals to the foreground process, reaps children, and
-// returns the process's exit status the way a shell reports it.
+// returns the process's exit status the way a shell reports it. Kept in
+// step with signalHandler.forward and reap in runc's signals.go (v1.5.2).
 func forward(p *libcontainer.Process, s *stdio, sigs chan os.Signal) (int, error) {
 	pid, err := p.Pid()
 	if err != nil {
@@ -340,7 +356,8 @@ func forward(p *libcontainer.Process, s *stdio, sigs chan os.Signal) (int, error
 }
 
 // notifySignals subscribes to every signal before the process starts, so
-// none is lost; SIGCHLD first, as it decides when we return.
+// none is lost; SIGCHLD first, as it decides when we return. Follows
+// newSignalHandler in runc's signals.go (v1.5.2).
 func notifySignals() chan os.Signal {
 	sigs := make(chan os.Signal, 2048)
 	signal.Notify(sigs, unix.SIGCHLD)

@@ -57,6 +57,7 @@ func TestPingGroupRange(t *testing.T) {
 // net.* sysctls go into a network namespace the host owns, written by
 // moat, and leave the spec; the others stay for libcontainer.
 func TestNetSysctls(t *testing.T) {
+	fstest.RequiresRoot(t)
 	pid := strconv.Itoa(fstest.NamespacedProcess(t, &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}))
 	netns := "/proc/" + pid + "/ns/net"
 	read := func(key string) string {

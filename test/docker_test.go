@@ -1,3 +1,5 @@
+//go:build integration
+
 package test
 
 import (
@@ -9,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moatrt/moat/internal/fstest"
 )
 
 // TestMain checks, after every test, that moat holds nothing for containers
@@ -35,11 +39,9 @@ func leftovers() string {
 			fmt.Fprintf(&b, "range still allocated: %s\n", l)
 		}
 	}
-	data, _ := os.ReadFile("/proc/self/mountinfo")
-	for _, l := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], "/run/moat-mounts/") {
-			fmt.Fprintf(&b, "mount still present: %s\n", f[4])
-		}
+	ms, _ := fstest.Mounts(moatMountDir)
+	for _, m := range ms {
+		fmt.Fprintf(&b, "mount still present: %s\n", m.Mountpoint)
 	}
 	return b.String()
 }

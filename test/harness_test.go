@@ -1,7 +1,5 @@
-// Package test holds moat's integration tests. They drive the installed moat
-// binary directly, through dockerd (moat registered as a runtime) and through
-// containerd's runc v2 shim. Run them with `make integration`, which starts
-// the daemons that are not running.
+//go:build integration
+
 package test
 
 import (
@@ -9,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,6 +15,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moatrt/moat/internal/fstest"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 var (
@@ -161,22 +163,14 @@ func allocations(t *testing.T) []idRange {
 	return rs
 }
 
+// moatMountDir is where moat mounts the containers' rootfs and volumes.
+const moatMountDir = "/run/moat-mounts"
+
 // moatMounts lists mount points moat made (its rootfs mounts and anything
 // under them).
 func moatMounts(t *testing.T) []string {
 	t.Helper()
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ms []string
-	for _, l := range strings.Split(string(data), "\n") {
-		f := strings.Fields(l)
-		if len(f) > 4 && strings.HasPrefix(f[4], "/run/moat-mounts/") {
-			ms = append(ms, f[4])
-		}
-	}
-	return ms
+	return fstest.MountsUnder(t, moatMountDir)
 }
 
 // snapshot is what moat holds on the host; a test that creates nothing
@@ -204,8 +198,8 @@ func takeSnapshot(t *testing.T, root string) snapshot {
 	}
 }
 
-// bundle makes a busybox bundle whose process runs args; edit may change
-// the config before it is written.
+// bundle makes a busybox bundle whose process runs args, with no terminal
+// and a writable rootfs.
 func bundle(t *testing.T, args ...string) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -214,10 +208,34 @@ func bundle(t *testing.T, args ...string) string {
 	if r.err != nil {
 		t.Fatalf("moat spec: %s", r)
 	}
-	cfg := filepath.Join(dir, "config.json")
-	argv := `["` + strings.Join(args, `","`) + `"]`
-	must(t, "sh", "-c", fmt.Sprintf(`jq '.process.terminal=false | .root.readonly=false | .process.args=%s' %s > %s.new && mv %s.new %s`, argv, cfg, cfg, cfg, cfg))
+	editSpec(t, dir, func(s *specs.Spec) {
+		s.Process.Terminal = false
+		s.Root.Readonly = false
+		s.Process.Args = args
+	})
 	return dir
+}
+
+// editSpec loads the bundle's config.json, lets edit change it and writes
+// it back.
+func editSpec(t *testing.T, dir string, edit func(s *specs.Spec)) {
+	t.Helper()
+	cfg := filepath.Join(dir, "config.json")
+	data, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s specs.Spec
+	if err := json.Unmarshal(data, &s); err != nil {
+		t.Fatalf("%s: %v", cfg, err)
+	}
+	edit(&s)
+	if data, err = json.MarshalIndent(&s, "", "\t"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // moatRoot is a state root of the test's own, so tests never see the
@@ -234,13 +252,6 @@ func moatRoot(t *testing.T) string {
 		os.RemoveAll(root)
 	})
 	return root
-}
-
-// editBundle applies a jq filter to the bundle's config.json.
-func editBundle(t *testing.T, dir, filter string) {
-	t.Helper()
-	cfg := filepath.Join(dir, "config.json")
-	must(t, "sh", "-c", fmt.Sprintf(`jq '%s' %s > %s.new && mv %s.new %s`, filter, cfg, cfg, cfg, cfg))
 }
 
 // runRefused runs the bundle under root and checks that moat refuses it

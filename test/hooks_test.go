@@ -1,24 +1,41 @@
+//go:build integration
+
 package test
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // failingHooks makes the hooks of the named stages in dir's config.json
 // fail, each saying "<stage> hook broke" on stderr.
 func failingHooks(t *testing.T, dir string, stages ...string) {
 	t.Helper()
-	var set []string
-	for _, s := range stages {
-		set = append(set, fmt.Sprintf(`.hooks.%s = [{"path": "/bin/sh", "args": ["sh", "-c", "echo %s hook broke >&2; exit 3"]}]`, s, s))
-	}
-	cfg := dir + "/config.json"
-	must(t, "sh", "-c", fmt.Sprintf(`jq '%s' %s > %s.new && mv %s.new %s`, strings.Join(set, " | "), cfg, cfg, cfg, cfg))
+	editSpec(t, dir, func(s *specs.Spec) {
+		if s.Hooks == nil {
+			s.Hooks = &specs.Hooks{}
+		}
+		lists := map[string]*[]specs.Hook{
+			"prestart":        &s.Hooks.Prestart, //nolint:staticcheck // runc still runs them
+			"createRuntime":   &s.Hooks.CreateRuntime,
+			"createContainer": &s.Hooks.CreateContainer,
+			"startContainer":  &s.Hooks.StartContainer,
+			"poststart":       &s.Hooks.Poststart,
+			"poststop":        &s.Hooks.Poststop,
+		}
+		for _, stage := range stages {
+			list, ok := lists[stage]
+			if !ok {
+				t.Fatalf("no hook stage %q", stage)
+			}
+			*list = []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "echo " + stage + " hook broke >&2; exit 3"}}}
+		}
+	})
 }
 
 // checkGone fails the test if anything of container id under root is

@@ -1,3 +1,5 @@
+//go:build integration
+
 package test
 
 import (
@@ -7,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // restricted is the start of the message a refused bind mount gives.
@@ -269,8 +273,12 @@ func TestBundleOverlayLayers(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := bundle(t, "true")
-			opts := fmt.Sprintf(`["lowerdir=%s","upperdir=%s/u","workdir=%s/w"]`, c.lower, layers, layers)
-			editBundle(t, dir, `.mounts += [{"destination":"/o","type":"overlay","source":"overlay","options":`+opts+`}]`)
+			editSpec(t, dir, func(s *specs.Spec) {
+				s.Mounts = append(s.Mounts, specs.Mount{
+					Destination: "/o", Type: "overlay", Source: "overlay",
+					Options: []string{"lowerdir=" + c.lower, "upperdir=" + layers + "/u", "workdir=" + layers + "/w"},
+				})
+			})
 			runRefused(t, root, dir, c.want)
 		})
 	}

@@ -1,22 +1,27 @@
+//go:build integration
+
 package test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // setNamespaces points the bundle's namespaces of the given types at paths.
 func setNamespaces(t *testing.T, dir string, paths map[string]string) {
 	t.Helper()
-	filter := ".linux.namespaces |= map("
-	for typ, path := range paths {
-		filter += fmt.Sprintf(`if .type == %q then .path = %q else . end | `, typ, path)
-	}
-	filter += ".)"
-	editBundle(t, dir, filter)
+	editSpec(t, dir, func(s *specs.Spec) {
+		for i, ns := range s.Linux.Namespaces {
+			if path, ok := paths[string(ns.Type)]; ok {
+				s.Linux.Namespaces[i].Path = path
+			}
+		}
+	})
 }
 
 // A pod as containerd's CRI builds one: the CNI plugin makes the network
@@ -37,10 +42,11 @@ func TestPodNamespaces(t *testing.T) {
 	setNamespaces(t, sandbox, map[string]string{"network": netPath})
 	sid := "pod-" + randomID()
 	must(t, moatBin, "--root", root, "run", "-d", "--bundle", sandbox, sid)
-	var pid int
-	if _, err := fmt.Sscan(must(t, "sh", "-c", fmt.Sprintf("%s --root %s state %s | jq .pid", moatBin, root, sid)), &pid); err != nil {
+	var state specs.State
+	if err := json.Unmarshal([]byte(must(t, moatBin, "--root", root, "state", sid)), &state); err != nil {
 		t.Fatal(err)
 	}
+	pid := state.Pid
 	proc := func(f string) string { return fmt.Sprintf("/proc/%d/%s", pid, f) }
 	userns, err := os.Readlink(proc("ns/user"))
 	if err != nil {
@@ -87,8 +93,9 @@ func TestNamedNetnsSysctl(t *testing.T) {
 	netns := netnsAdd(t)
 	dir := bundle(t, "sh", "-c", "cat /proc/self/gid_map /proc/sys/net/ipv4/ping_group_range; ls /sys/class/net")
 	setNamespaces(t, dir, map[string]string{"network": "/run/netns/" + netns})
-	cfg := filepath.Join(dir, "config.json")
-	must(t, "sh", "-c", fmt.Sprintf(`jq '.linux.sysctl={"net.ipv4.ping_group_range":"0 0"}' %s > %s.new && mv %s.new %s`, cfg, cfg, cfg, cfg))
+	editSpec(t, dir, func(s *specs.Spec) {
+		s.Linux.Sysctl = map[string]string{"net.ipv4.ping_group_range": "0 0"}
+	})
 	id := "it-" + randomID()
 	r := run("", moatBin, "--root", root, "run", "--bundle", dir, id)
 	if r.err != nil {

@@ -1,12 +1,17 @@
+//go:build integration
+
 package test
 
 import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // Sharing a host namespace fails create with one message naming every
@@ -163,7 +168,10 @@ func TestBundleNamespacePaths(t *testing.T) {
 	}
 	ipc, uts := pinned("ipc"), pinned("uts")
 	for _, c := range []struct {
-		name, nsType, path, want string
+		name   string
+		nsType specs.LinuxNamespaceType
+		path   string
+		want   string
 	}{
 		{"user namespace path of another type", "user", "/run/netns/" + netns, "error in the container spec: user namespace path /run/netns/" + netns + " is a network namespace"},
 		{"cgroup namespace path that is no namespace", "cgroup", "/etc/hostname", "error in the container spec: cgroup namespace path: /etc/hostname is not a namespace"},
@@ -172,16 +180,23 @@ func TestBundleNamespacePaths(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := bundle(t, "true")
-			editBundle(t, dir, fmt.Sprintf(`.linux.namespaces = [.linux.namespaces[] | select(.type != %q)] + [{"type": %q, "path": %q}]`, c.nsType, c.nsType, c.path))
+			editSpec(t, dir, func(s *specs.Spec) { joinNamespace(s, c.nsType, c.path) })
 			runRefused(t, root, dir, c.want)
 		})
 	}
 	t.Run("CNI-made network namespace", func(t *testing.T) {
 		dir := bundle(t, "cat", "/proc/self/uid_map")
-		editBundle(t, dir, fmt.Sprintf(`.linux.namespaces = [.linux.namespaces[] | select(.type != "network")] + [{"type": "network", "path": "/run/netns/%s"}]`, netns))
+		editSpec(t, dir, func(s *specs.Spec) { joinNamespace(s, specs.NetworkNamespace, "/run/netns/"+netns) })
 		r := run("", moatBin, "--root", root, "run", "--bundle", dir, "it-"+randomID())
 		if r.err != nil || !strings.HasPrefix(strings.TrimSpace(r.stdout), "0") {
 			t.Fatalf("run in a pinned network namespace: %s", r)
 		}
 	})
+}
+
+// joinNamespace makes the spec join the namespace of type typ at path, in
+// place of any namespace of that type it had.
+func joinNamespace(s *specs.Spec, typ specs.LinuxNamespaceType, path string) {
+	s.Linux.Namespaces = slices.DeleteFunc(s.Linux.Namespaces, func(ns specs.LinuxNamespace) bool { return ns.Type == typ })
+	s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: typ, Path: path})
 }

@@ -1,13 +1,18 @@
+//go:build integration
+
 package test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/moatrt/moat/internal/fstest"
 )
 
 // A privileged moat container (`docker run --privileged`, as Docker-in-Docker
@@ -356,20 +361,15 @@ func TestPrivilegedKernelSettings(t *testing.T) {
 // file system's type.
 func rootDevice(t *testing.T) (string, string, string) {
 	t.Helper()
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	ms, err := fstest.Mounts("/")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var dev, fstype, src string
-	for _, l := range strings.Split(string(data), "\n") {
-		f := strings.Fields(l)
-		if len(f) < 10 || f[4] != "/" {
-			continue
-		}
-		for i, x := range f {
-			if x == "-" && i+2 < len(f) {
-				dev, fstype, src = f[2], f[i+1], f[i+2]
-			}
+	for _, m := range ms {
+		// The last mount on / is the one on top.
+		if m.Mountpoint == "/" {
+			dev, fstype, src = fmt.Sprintf("%d:%d", m.Major, m.Minor), m.FSType, m.Source
 		}
 	}
 	if dev == "" || strings.HasPrefix(dev, "0:") {

@@ -117,6 +117,16 @@ func StatString(path string) string {
 	return s + "other"
 }
 
+// RequiresRoot skips the test unless it runs as root: it mounts, makes
+// namespaces or device nodes, or chowns, and would fail for want of
+// privilege rather than of a bug.
+func RequiresRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skipf("needs root (mounts, namespaces, device nodes or chown); running as euid %d", os.Geteuid())
+	}
+}
+
 // Inside runs ops as container uid/gid in a new user namespace with the
 // given mapping, like a container process, and returns one result per op.
 func Inside(t *testing.T, uids, gids []syscall.SysProcIDMap, uid, gid uint32, ops ...string) []string {
@@ -153,10 +163,18 @@ func NoMountsUnder(t *testing.T, dir string) {
 	})
 }
 
-// MountsUnder lists the mount points at or below dir.
+// Mounts lists the mounts at or below dir as /proc/self/mountinfo shows
+// them, in its order: a mount stacked on another comes after it. Tests read
+// mountinfo only through it, so that the kernel's escaping is undone in one
+// place.
+func Mounts(dir string) ([]*mountinfo.Info, error) {
+	return mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
+}
+
+// MountsUnder lists the mount points at or below dir, sorted.
 func MountsUnder(t *testing.T, dir string) []string {
 	t.Helper()
-	ms, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
+	ms, err := Mounts(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
