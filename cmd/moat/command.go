@@ -32,6 +32,19 @@ func withRuntime(min, max int, run func(c *cli.Context, r *runtime.Runtime) erro
 	}
 }
 
+// idCommand is a subcommand whose only argument is the container ID, passed
+// to one method of the runtime (start, pause, resume).
+func idCommand(name, usage string, op func(*runtime.Runtime, string) error) *cli.Command {
+	return &cli.Command{
+		Name:      name,
+		Usage:     usage,
+		ArgsUsage: "<container-id>",
+		Action: withRuntime(1, 1, func(c *cli.Context, r *runtime.Runtime) error {
+			return op(r, c.Args().First())
+		}),
+	}
+}
+
 // args checks the positional arguments of a subcommand.
 func args(c *cli.Context, min, max int) error {
 	n := c.NArg()

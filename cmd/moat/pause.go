@@ -1,25 +1,8 @@
 package main
 
-import (
-	"github.com/urfave/cli/v2"
+import "github.com/moatrt/moat/runtime"
 
-	"github.com/moatrt/moat/runtime"
+var (
+	pauseCommand  = idCommand("pause", "freeze every process of the container", (*runtime.Runtime).Pause)
+	resumeCommand = idCommand("resume", "thaw a paused container", (*runtime.Runtime).Resume)
 )
-
-var pauseCommand = &cli.Command{
-	Name:      "pause",
-	Usage:     "freeze every process of the container",
-	ArgsUsage: "<container-id>",
-	Action: withRuntime(1, 1, func(c *cli.Context, r *runtime.Runtime) error {
-		return r.Pause(c.Args().First())
-	}),
-}
-
-var resumeCommand = &cli.Command{
-	Name:      "resume",
-	Usage:     "thaw a paused container",
-	ArgsUsage: "<container-id>",
-	Action: withRuntime(1, 1, func(c *cli.Context, r *runtime.Runtime) error {
-		return r.Resume(c.Args().First())
-	}),
-}

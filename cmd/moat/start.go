@@ -1,16 +1,5 @@
 package main
 
-import (
-	"github.com/urfave/cli/v2"
+import "github.com/moatrt/moat/runtime"
 
-	"github.com/moatrt/moat/runtime"
-)
-
-var startCommand = &cli.Command{
-	Name:      "start",
-	Usage:     "start the process of a created container",
-	ArgsUsage: "<container-id>",
-	Action: withRuntime(1, 1, func(c *cli.Context, r *runtime.Runtime) error {
-		return r.Start(c.Args().First())
-	}),
-}
+var startCommand = idCommand("start", "start the process of a created container", (*runtime.Runtime).Start)
