@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
@@ -113,6 +115,55 @@ func (r *Runtime) Exec(o ExecOpts) (int, error) {
 		return -1, err
 	}
 	return afterStart(p, s, o.IO, sigs)
+}
+
+// ExecArgs are the parts of an exec's process given on the command line
+// instead of in a process file.
+type ExecArgs struct {
+	Args     []string
+	Terminal bool
+	// Cwd, if set, replaces the container's working directory.
+	Cwd string
+	// Env is added to the container's environment.
+	Env []string
+	// User is "UID[:GID]"; empty keeps the container's user.
+	User string
+}
+
+// ExecProcess builds an exec's process as runc does: the container's own
+// process from its config.json, with the command line's changes.
+func (r *Runtime) ExecProcess(id string, a ExecArgs) (*specs.Process, error) {
+	st, err := r.State(id)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := LoadSpec(st.Bundle)
+	if err != nil {
+		return nil, err
+	}
+	p := spec.Process
+	p.Args = a.Args
+	p.Terminal = a.Terminal
+	if a.Cwd != "" {
+		p.Cwd = a.Cwd
+	}
+	p.Env = append(p.Env, a.Env...)
+	if u := a.User; u != "" {
+		uid, gid, hasGID := strings.Cut(u, ":")
+		n, err := strconv.ParseUint(uid, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("--user %q: uid must be a number", u)
+		}
+		p.User.UID = uint32(n)
+		if hasGID {
+			n, err := strconv.ParseUint(gid, 10, 32)
+			if err != nil {
+				return nil, fmt.Errorf("--user %q: gid must be a number", u)
+			}
+			p.User.GID = uint32(n)
+		}
+	}
+	return p, nil
 }
 
 // Kill sends sig to the container's init. With all, a stopped container is

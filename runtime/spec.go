@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -42,6 +43,36 @@ func LoadSpec(bundle string) (*specs.Spec, error) {
 		return nil, fmt.Errorf("invalid %s: %w", path, err)
 	}
 	return &spec, nil
+}
+
+// LoadProcess reads an exec's process file (runc's --process).
+func LoadProcess(path string) (*specs.Process, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read process file: %w", err)
+	}
+	var p specs.Process
+	if err := json.Unmarshal(data, &p); err != nil {
+		return nil, fmt.Errorf("parse process file %s: %w", path, err)
+	}
+	return &p, nil
+}
+
+// WriteExampleSpec writes runc's starter config.json into bundle. It never
+// replaces one: that may be a user's edited spec.
+func WriteExampleSpec(bundle string) error {
+	path := bundle + "/config.json"
+	if _, err := os.Stat(path); err == nil {
+		return fmt.Errorf("%s already exists: remove it first", path)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("write spec: %w", err)
+	}
+	defer f.Close()
+	enc := json.NewEncoder(f)
+	enc.SetIndent("", "\t")
+	return enc.Encode(specconv.Example())
 }
 
 // describeJSONError adds the line of a syntax or type error, which

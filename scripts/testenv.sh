@@ -32,21 +32,13 @@ if ! ctr version >/dev/null 2>&1; then
   wait_for containerd ctr version
 fi
 
-# Register moat with dockerd (merging into an existing daemon.json).
-conf=/etc/docker/daemon.json
-mkdir -p /etc/docker
-[ -s "$conf" ] || echo '{}' >"$conf"
-if [ "$(jq -r '.runtimes.moat.path // empty' "$conf")" != "$MOAT" ]; then
-  jq --arg p "$MOAT" '.runtimes.moat = {path: $p}' "$conf" >"$conf.tmp" && mv "$conf.tmp" "$conf"
-  reload=1
-fi
+# Register moat with dockerd; a running dockerd is reloaded, one started
+# below reads it.
+DOCKER="$DOCKER" scripts/docker-runtime.sh add moat "$MOAT"
 if ! "$DOCKER" info >/dev/null 2>&1; then
   dockerd --containerd=/run/containerd/containerd.sock >"$logdir/dockerd.log" 2>&1 &
   started+=($!)
   wait_for dockerd "$DOCKER" info
-elif [ -n "${reload:-}" ]; then
-  kill -HUP "$(cat /var/run/docker.pid)"
-  wait_for "dockerd reload" bash -c "'$DOCKER' info 2>/dev/null | grep -q moat"
 fi
 
 # The test image: Debian's static busybox, since no registry is reachable.

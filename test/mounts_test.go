@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -31,30 +30,19 @@ func configuredRuntime(t *testing.T, config string) (string, string) {
 		t.Fatal(err)
 	}
 	rt := "moat-it-" + randomID()
-	editDaemonJSON(t, fmt.Sprintf(`.runtimes[%q] = {path: %q, runtimeArgs: ["--config", %q]}`, rt, moatBin, path), rt, true)
+	dockerRuntime(t, "add", rt, moatBin, "--config", path)
 	t.Cleanup(func() {
-		editDaemonJSON(t, fmt.Sprintf(`del(.runtimes[%q])`, rt), rt, false)
+		dockerRuntime(t, "remove", rt)
 		os.RemoveAll(dir)
 	})
 	return rt, path
 }
 
-// editDaemonJSON applies a jq filter to /etc/docker/daemon.json, reloads
-// dockerd and waits until runtime rt is (or is no longer) listed.
-func editDaemonJSON(t *testing.T, filter, rt string, present bool) {
+// dockerRuntime registers or unregisters a runtime with dockerd through
+// scripts/docker-runtime.sh, which returns once dockerd has reloaded.
+func dockerRuntime(t *testing.T, args ...string) {
 	t.Helper()
-	const conf = "/etc/docker/daemon.json"
-	must(t, "sh", "-c", fmt.Sprintf(`jq '%s' %s > %s.tmp && mv %s.tmp %s`, filter, conf, conf, conf, conf))
-	pid := strings.TrimSpace(must(t, "cat", "/var/run/docker.pid"))
-	must(t, "kill", "-HUP", pid)
-	for i := 0; i < 100; i++ {
-		out := docker("info", "--format", "{{json .Runtimes}}").stdout
-		if strings.Contains(out, `"`+rt+`"`) == present {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("dockerd did not reload runtime %s (present %t)", rt, present)
+	must(t, "../scripts/docker-runtime.sh", args...)
 }
 
 // hostDir makes a directory of the kind users share, outside the temp

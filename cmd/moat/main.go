@@ -7,7 +7,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 
 	"github.com/opencontainers/runc/libcontainer"
@@ -100,15 +99,6 @@ func configureLogging(c *cli.Context) error {
 	return nil
 }
 
-// newRuntime builds the runtime from the global flags.
-func newRuntime(c *cli.Context) (*runtime.Runtime, error) {
-	return runtime.New(runtime.Options{
-		Root:          c.String("root"),
-		SystemdCgroup: c.Bool("systemd-cgroup"),
-		ConfigPath:    c.String("config"),
-	})
-}
-
 // exitError carries a specific exit status (an exec that failed: 255).
 type exitError struct {
 	code int
@@ -135,26 +125,4 @@ func fatal(err error, code int) {
 	}
 	fmt.Fprintln(os.Stderr, "moat: "+err.Error())
 	os.Exit(code)
-}
-
-// args checks the positional arguments of a subcommand.
-func args(c *cli.Context, min, max int) error {
-	n := c.NArg()
-	if n < min || (max >= 0 && n > max) {
-		want := fmt.Sprintf("%d", min)
-		switch {
-		case max < 0:
-			want = fmt.Sprintf("at least %d", min)
-		case max != min:
-			want = fmt.Sprintf("%d to %d", min, max)
-		}
-		return fmt.Errorf("%s: expected %s argument(s), got %d (usage: moat %s %s)",
-			c.Command.Name, want, n, c.Command.Name, c.Command.ArgsUsage)
-	}
-	return nil
-}
-
-// printJSON writes v indented, as runc's state and list do.
-func printJSON(w io.Writer, v any) error {
-	return writeJSON(w, v, "  ")
 }
