@@ -14,8 +14,6 @@ import (
 	"slices"
 	"strings"
 	"syscall"
-
-	"github.com/distribution/reference"
 )
 
 // The mount policy decides which host paths a container may bind-mount.
@@ -424,26 +422,47 @@ func idHex(s string) (string, bool) {
 	return h, true
 }
 
-// parseImageRef normalises a reference as docker does (the reference
-// library is docker's): a name without a registry is on docker.io, a
-// one-element docker.io name is in library/, and a name with neither tag
-// nor digest is ":latest".
+// parseImageRef normalises a reference as docker does, by hand: docker's
+// reference library compiles its regular expressions when the package is
+// initialised, which cost every moat process (twice per container: moat
+// and the container's init) about 3 ms. name[:tag][@digest], where a name
+// without a registry is on docker.io and a one-element docker.io name is
+// in library/. A name with neither tag nor digest is ":latest".
 func parseImageRef(s string) (imageRef, bool) {
-	named, err := reference.ParseNormalizedNamed(s)
-	if err != nil {
+	if s == "" || strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
 		return imageRef{}, false
 	}
-	r := imageRef{repo: named.Name()}
-	if t, ok := named.(reference.Tagged); ok {
-		r.tag = t.Tag()
+	name, digest, hasDigest := strings.Cut(s, "@")
+	if hasDigest && digest == "" {
+		return imageRef{}, false
 	}
-	if d, ok := named.(reference.Digested); ok {
-		r.digest = d.Digest().String()
+	var tag string
+	if i := strings.LastIndexByte(name, ':'); i > strings.LastIndexByte(name, '/') {
+		name, tag = name[:i], name[i+1:]
+		if tag == "" {
+			return imageRef{}, false
+		}
 	}
-	if r.tag == "" && r.digest == "" {
-		r.tag = "latest"
+	if name == "" {
+		return imageRef{}, false
 	}
-	return r, true
+	domain, path := "docker.io", name
+	// Like docker: the first element is a registry if it has a dot or a
+	// port, is localhost, or has upper case (which a repository cannot).
+	if first, rest, ok := strings.Cut(name, "/"); ok &&
+		(strings.ContainsAny(first, ".:") || first == "localhost" || strings.ToLower(first) != first) {
+		domain, path = first, rest
+	}
+	if domain == "index.docker.io" {
+		domain = "docker.io"
+	}
+	if domain == "docker.io" && !strings.Contains(path, "/") {
+		path = "library/" + path
+	}
+	if tag == "" && digest == "" {
+		tag = "latest"
+	}
+	return imageRef{repo: domain + "/" + path, tag: tag, digest: digest}, true
 }
 
 // matches reports whether img is the image the entry allows. Names that
