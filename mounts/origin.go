@@ -110,7 +110,7 @@ func within(root, path, mp string) string {
 // (tmpfs, a disk mounted only there) has no other host path.
 func mountOrigins(m *mountinfo.Info, obj, source string, t MountTable) ([]string, error) {
 	if m.FSType == "overlay" && m.Mountpoint != "/" {
-		layers, err := overlayLayers(m.VFSOptions)
+		layers, err := overlayLayers(strings.Split(m.VFSOptions, ","), unescapeOctal)
 		if err != nil {
 			return nil, fmt.Errorf("overlay at %s: %w", m.Mountpoint, err)
 		}
@@ -152,33 +152,20 @@ func mountOrigins(m *mountinfo.Info, obj, source string, t MountTable) ([]string
 	return out, nil
 }
 
-// overlayLayers returns every layer path an overlay's super options name
-// (lower, upper and work dirs): what it shows, and what it writes to.
-func overlayLayers(opts string) ([]string, error) {
+// overlayLayers returns every layer path an overlay's options name (lower,
+// upper and work dirs): what it shows, and what it writes to.
+func overlayLayers(opts []string, unescape func(string) string) ([]string, error) {
 	var out []string
-	for _, opt := range strings.Split(opts, ",") {
-		key, val, _ := strings.Cut(opt, "=")
-		val = unescapeOctal(val)
-		switch key {
-		case "lowerdir":
-			for _, l := range splitLowerdir(val) {
-				if l != "" { // "::" marks data-only layers
-					out = append(out, unescapeBackslash(l))
-				}
+	for _, o := range overlayOptions(opts, unescape) {
+		for _, l := range o.layers {
+			if l == "" {
+				continue // "::" before data-only layers
 			}
-		case "upperdir", "workdir":
-			out = append(out, unescapeBackslash(val))
-		case "lowerdir+", "datadir+":
-			out = append(out, val)
+			if !filepath.IsAbs(l) {
+				return nil, fmt.Errorf("layer %q is not an absolute path", l)
+			}
+			out = append(out, l)
 		}
-	}
-	for _, l := range out {
-		if !filepath.IsAbs(l) {
-			return nil, fmt.Errorf("layer %q is not an absolute path", l)
-		}
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("no layers in %q", opts)
 	}
 	return out, nil
 }
@@ -187,16 +174,7 @@ func overlayLayers(opts string) ([]string, error) {
 // an overlay mount in a spec name, for the policy to judge: such a mount
 // shows its lower layers and writes to its upper one.
 func OverlayLayers(options []string) ([]string, error) {
-	var layers []string
-	for _, o := range options {
-		if k, _, _ := strings.Cut(o, "="); k == "lowerdir" || k == "upperdir" || k == "workdir" || k == "lowerdir+" || k == "datadir+" {
-			layers = append(layers, o)
-		}
-	}
-	if len(layers) == 0 {
-		return nil, nil
-	}
-	paths, err := overlayLayers(strings.Join(layers, ","))
+	paths, err := overlayLayers(options, func(s string) string { return s })
 	if err != nil {
 		return nil, err
 	}

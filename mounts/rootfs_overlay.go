@@ -77,6 +77,39 @@ func topMount(ms []*mountinfo.Info) *mountinfo.Info {
 	return nil
 }
 
+// overlayOption is one option of an overlay mount, its value unescaped.
+// For a layer option (lowerdir, lowerdir+, datadir+, upperdir, workdir),
+// layers are the paths it names; in lowerdir, an empty one marks "::",
+// where the data-only layers start.
+type overlayOption struct {
+	key, opt string // opt is the option as given
+	layers   []string
+}
+
+// overlayOptions splits an overlay's options. Values in mountinfo have
+// the kernel's \NNN escapes (commas, spaces and backslashes): unescape
+// undoes them there; options from a spec are given as they are.
+func overlayOptions(opts []string, unescape func(string) string) []overlayOption {
+	out := make([]overlayOption, 0, len(opts))
+	for _, opt := range opts {
+		key, val, _ := strings.Cut(opt, "=")
+		val = unescape(val)
+		o := overlayOption{key: key, opt: opt}
+		switch key {
+		case "lowerdir":
+			for _, l := range splitLowerdir(val) {
+				o.layers = append(o.layers, unescapeBackslash(l))
+			}
+		case "upperdir", "workdir":
+			o.layers = []string{unescapeBackslash(val)}
+		case "lowerdir+", "datadir+":
+			o.layers = []string{val}
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
 // parseOverlay reads an overlay's layers and options from its mountinfo
 // super options, resolving relative layer paths against base.
 func parseOverlay(opts, base string) (*idmap.Overlay, error) {
@@ -95,38 +128,29 @@ func parseOverlay(opts, base string) (*idmap.Overlay, error) {
 		}
 		return filepath.Clean(p), nil
 	}
-	// Commas, spaces and backslashes inside values are escaped as \NNN.
-	for _, opt := range strings.Split(opts, ",") {
-		key, val, _ := strings.Cut(opt, "=")
-		val = unescapeOctal(val)
+	for _, o := range overlayOptions(strings.Split(opts, ","), unescapeOctal) {
 		switch {
-		case key == "lowerdir":
-			if strings.Contains(val, "::") {
+		case o.key == "lowerdir" || o.key == "lowerdir+":
+			if o.key == "lowerdir" && slices.Contains(o.layers, "") {
 				return nil, errors.New("data-only lower layers are not supported")
 			}
-			for _, l := range splitLowerdir(val) {
-				p, err := layer(unescapeBackslash(l))
+			for _, l := range o.layers {
+				p, err := layer(l)
 				if err != nil {
-					return nil, fmt.Errorf("lowerdir: %w", err)
+					return nil, fmt.Errorf("%s: %w", o.key, err)
 				}
 				ov.Lower = append(ov.Lower, p)
 			}
-		case key == "lowerdir+":
-			p, err := layer(val)
-			if err != nil {
-				return nil, fmt.Errorf("lowerdir+: %w", err)
-			}
-			ov.Lower = append(ov.Lower, p)
-		case key == "datadir+":
+		case o.key == "datadir+":
 			return nil, errors.New("data-only lower layers are not supported")
-		case key == "upperdir":
-			p, err := layer(unescapeBackslash(val))
+		case o.key == "upperdir":
+			p, err := layer(o.layers[0])
 			if err != nil {
 				return nil, fmt.Errorf("upperdir: %w", err)
 			}
 			ov.Upper = p
-		case keptOptions[key]:
-			ov.Options = append(ov.Options, opt)
+		case keptOptions[o.key]:
+			ov.Options = append(ov.Options, o.opt)
 		}
 	}
 	if len(ov.Lower) == 0 {

@@ -50,6 +50,7 @@ func (r *Runtime) prepare(o CreateOpts, rollback *undo.Stack) (*libcontainer.Con
 		cr.takeIDs,
 		cr.rewriteSpec,
 		cr.stageMounts,
+		cr.setNetSysctls,
 		cr.buildRootfs,
 		cr.createContainer,
 	} {
@@ -144,8 +145,8 @@ func (cr *creation) rewriteSpec() error {
 }
 
 // stageMounts judges and stages what the container mounts from the host:
-// bind sources, a pod network namespace's sysfs and sysctls, the device
-// nodes moat makes.
+// bind sources, a pod network namespace's sysfs, the device nodes moat
+// makes.
 func (cr *creation) stageMounts() error {
 	cr.undo.Add(func() {
 		if err := cr.r.unmount(cr.r.root, cr.o.ID); err != nil {
@@ -171,9 +172,12 @@ func (cr *creation) stageMounts() error {
 	}
 	// After stageBinds: these binds are moat's own nodes, not sources to
 	// judge and map.
-	if err := cr.r.stageDevices(cr.spec, cr.o.ID, cr.m, cr.devices); err != nil {
-		return err
-	}
+	return cr.r.stageDevices(cr.spec, cr.o.ID, cr.m, cr.devices)
+}
+
+// setNetSysctls writes the spec's net.* sysctls into a network namespace
+// the host's user namespace owns, where the container's init could not.
+func (cr *creation) setNetSysctls() error {
 	return netSysctls(cr.spec, cr.hostNet, cr.m)
 }
 

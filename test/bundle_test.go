@@ -123,9 +123,7 @@ func TestBadInput(t *testing.T) {
 			if !strings.Contains(r.stderr, c.want) {
 				t.Fatalf("error does not say %q: %s", c.want, r)
 			}
-			if after := takeSnapshot(t, root); after != before {
-				t.Fatalf("left state behind:\nbefore %+v\nafter  %+v", before, after)
-			}
+			checkUnchanged(t, root, before)
 		})
 	}
 
@@ -144,9 +142,7 @@ func TestBadInput(t *testing.T) {
 			t.Fatalf("first container after duplicate create: %s", st)
 		}
 		must(t, moatBin, "--root", root, "delete", "--force", "dup")
-		if after := takeSnapshot(t, root); after != before {
-			t.Fatalf("delete left state behind:\nbefore %+v\nafter  %+v", before, after)
-		}
+		checkUnchanged(t, root, before)
 	})
 }
 

@@ -73,7 +73,5 @@ func TestContainerdSocketUnknownImage(t *testing.T) {
 	if r.code == 0 || !strings.Contains(r.stderr, want) {
 		t.Fatalf("want %q, got %s", want, r)
 	}
-	if after := takeSnapshot(t, "/run/containerd/runc/"+ctrNamespace); after.ranges != before.ranges || after.mounts != before.mounts {
-		t.Fatalf("refused create left state behind:\nbefore %+v\nafter  %+v", before, after)
-	}
+	checkUnchanged(t, "/run/containerd/runc/"+ctrNamespace, before)
 }

@@ -76,7 +76,7 @@ func TestRestrictedMounts(t *testing.T) {
 	if err := os.Symlink("/etc/docker/../docker", dirLink); err != nil {
 		t.Fatal(err)
 	}
-	before := takeSnapshot(t, "/run/docker/runtime-runc/moby")
+	before := takeSnapshot(t, dockerRoot)
 	for _, c := range []struct {
 		name, volume, want string
 	}{
@@ -99,9 +99,7 @@ func TestRestrictedMounts(t *testing.T) {
 			}
 		})
 	}
-	if after := takeSnapshot(t, "/run/docker/runtime-runc/moby"); after.ranges != before.ranges || after.mounts != before.mounts {
-		t.Fatalf("refused creates left state behind:\nbefore %+v\nafter  %+v", before, after)
-	}
+	checkUnchanged(t, dockerRoot, before)
 
 	t.Run("home directory", func(t *testing.T) {
 		out := mustDocker(t, "run", "--rm", "--runtime", "moat", "-v", home+":/h", image, "sh", "-c", "cat /h/f && touch /h/new && stat -c %u:%g /h/f")
@@ -204,7 +202,7 @@ func TestVolumesInDisguise(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	before := takeSnapshot(t, "/run/docker/runtime-runc/moby")
+	before := takeSnapshot(t, dockerRoot)
 	for _, c := range []struct {
 		name string
 		args func(t *testing.T) []string
@@ -229,9 +227,7 @@ func TestVolumesInDisguise(t *testing.T) {
 			}
 		})
 	}
-	if after := takeSnapshot(t, "/run/docker/runtime-runc/moby"); after.ranges != before.ranges || after.mounts != before.mounts {
-		t.Fatalf("refused creates left state behind:\nbefore %+v\nafter  %+v", before, after)
-	}
+	checkUnchanged(t, dockerRoot, before)
 
 	t.Run("ordinary directory bound as a volume", func(t *testing.T) {
 		dir := hostDir(t, "/srv")

@@ -17,7 +17,7 @@ import (
 // Sharing a host namespace fails create with one message naming every
 // shared namespace, and leaves nothing behind.
 func TestHostNamespacesRejected(t *testing.T) {
-	before := takeSnapshot(t, "/run/docker/runtime-runc/moby")
+	before := takeSnapshot(t, dockerRoot)
 	for _, c := range []struct {
 		flag string
 		want string
@@ -40,9 +40,7 @@ func TestHostNamespacesRejected(t *testing.T) {
 			}
 		})
 	}
-	if after := takeSnapshot(t, "/run/docker/runtime-runc/moby"); after.ranges != before.ranges || after.mounts != before.mounts {
-		t.Fatalf("rejected creates left state behind:\nbefore %+v\nafter  %+v", before, after)
-	}
+	checkUnchanged(t, dockerRoot, before)
 }
 
 // A container that joins another moat container's namespaces runs in that
@@ -130,7 +128,7 @@ func TestUptime(t *testing.T) {
 func TestJoinNonMoatContainer(t *testing.T) {
 	n := name(t)
 	mustDocker(t, "run", "-d", "--runtime", "runc", "--ipc=shareable", "--name", n, image, "sleep", "600")
-	before := takeSnapshot(t, "/run/docker/runtime-runc/moby")
+	before := takeSnapshot(t, dockerRoot)
 	for _, c := range []struct{ flag, ns string }{
 		{"--network=container:", "network"},
 		{"--pid=container:", "pid"},
@@ -145,9 +143,7 @@ func TestJoinNonMoatContainer(t *testing.T) {
 			}
 		})
 	}
-	if after := takeSnapshot(t, "/run/docker/runtime-runc/moby"); after.ranges != before.ranges || after.mounts != before.mounts {
-		t.Fatalf("refused creates left state behind:\nbefore %+v\nafter  %+v", before, after)
-	}
+	checkUnchanged(t, dockerRoot, before)
 }
 
 // Namespace paths in a bundle: each must be a namespace of its type, even

@@ -172,7 +172,5 @@ func TestRuncErrors(t *testing.T) {
 	for _, id := range moat.made {
 		run("", moatBin, "--root", moat.root, "delete", "--force", id)
 	}
-	if after := takeSnapshot(t, moat.root); after != before {
-		t.Errorf("left state behind:\nbefore %+v\nafter  %+v", before, after)
-	}
+	checkUnchanged(t, moat.root, before)
 }
