@@ -19,36 +19,6 @@ const nsGetUserns = 0xb701
 // flag of a namespace's type.
 const nsGetNstype = 0xb703
 
-// NamespaceType returns the type of the namespace at path as its CLONE_NEW*
-// flag; an error if path is not a namespace at all.
-func NamespaceType(path string) (int, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return 0, err
-	}
-	defer unix.Close(fd)
-	t, err := unix.IoctlRetInt(fd, nsGetNstype)
-	if err != nil {
-		// ENOTTY: the ioctl is nsfs's, so the file is no namespace.
-		return 0, fmt.Errorf("%s is not a namespace: %w", path, err)
-	}
-	return t, nil
-}
-
-// IsPinnedNamespace reports whether path is a namespace file that holds
-// the namespace by itself (a bind mount of an nsfs file, as ip netns and
-// CNI make), rather than a /proc/<pid>/ns link, which names a process's.
-func IsPinnedNamespace(path string) (bool, error) {
-	var lst, nsfs unix.Stat_t
-	if err := unix.Lstat(path, &lst); err != nil {
-		return false, err
-	}
-	if err := unix.Stat("/proc/self/ns/net", &nsfs); err != nil {
-		return false, err
-	}
-	return lst.Mode&unix.S_IFMT != unix.S_IFLNK && lst.Dev == nsfs.Dev, nil
-}
-
 // NSID identifies a namespace: the device and inode of its nsfs file.
 type NSID struct{ Dev, Ino uint64 }
 
@@ -62,24 +32,56 @@ func NamespaceID(path string) (NSID, error) {
 	return NSID{Dev: st.Dev, Ino: st.Ino}, nil
 }
 
-// OwnerUserns returns the identity of the user namespace that owns the
-// namespace at path.
-func OwnerUserns(path string) (NSID, error) {
+// Namespace is what the kernel says of a namespace file.
+type Namespace struct {
+	// Type is the namespace's CLONE_NEW* flag.
+	Type int
+	ID   NSID
+	// Owner is the user namespace that owns it; zero for a user
+	// namespace, whose owner (its parent) may be out of reach.
+	Owner NSID
+	// Pinned is true for a file that holds the namespace by itself (a
+	// bind mount of an nsfs file, as ip netns and CNI make), false for a
+	// /proc/<pid>/ns link, which names a process's.
+	Pinned bool
+}
+
+// InspectNamespace opens the namespace at path once and asks the kernel
+// its type, identity and owner; an error if path is not a namespace.
+func InspectNamespace(path string) (Namespace, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return NSID{}, err
+		return Namespace{}, err
 	}
 	defer unix.Close(fd)
-	owner, err := unix.IoctlRetInt(fd, nsGetUserns)
-	if err != nil {
-		return NSID{}, fmt.Errorf("owner of namespace %s: %w", path, err)
+	var ns Namespace
+	if ns.Type, err = unix.IoctlRetInt(fd, nsGetNstype); err != nil {
+		// ENOTTY: the ioctl is nsfs's, so the file is no namespace.
+		return Namespace{}, fmt.Errorf("%s is not a namespace: %w", path, err)
 	}
-	defer unix.Close(owner)
 	var st unix.Stat_t
-	if err := unix.Fstat(owner, &st); err != nil {
-		return NSID{}, err
+	if err := unix.Fstat(fd, &st); err != nil {
+		return Namespace{}, err
 	}
-	return NSID{Dev: st.Dev, Ino: st.Ino}, nil
+	ns.ID = NSID{Dev: st.Dev, Ino: st.Ino}
+	if ns.Type != unix.CLONE_NEWUSER {
+		owner, err := unix.IoctlRetInt(fd, nsGetUserns)
+		if err != nil {
+			return Namespace{}, fmt.Errorf("owner of namespace %s: %w", path, err)
+		}
+		err = unix.Fstat(owner, &st)
+		unix.Close(owner)
+		if err != nil {
+			return Namespace{}, err
+		}
+		ns.Owner = NSID{Dev: st.Dev, Ino: st.Ino}
+	}
+	var lst unix.Stat_t
+	if err := unix.Lstat(path, &lst); err != nil {
+		return Namespace{}, err
+	}
+	ns.Pinned = lst.Mode&unix.S_IFMT != unix.S_IFLNK && lst.Dev == ns.ID.Dev
+	return ns, nil
 }
 
 // FindUserns returns a process in the user namespace id, trying hint first

@@ -1,8 +1,6 @@
 package policy
 
 import (
-	"fmt"
-
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -51,26 +49,4 @@ func resetBoottime(spec *specs.Spec, bootSecs int64) {
 		spec.Linux.TimeOffsets = map[string]specs.LinuxTimeOffset{}
 	}
 	spec.Linux.TimeOffsets["boottime"] = specs.LinuxTimeOffset{Secs: -bootSecs}
-}
-
-// clampPingGroupRange keeps net.ipv4.ping_group_range inside the mapped
-// groups: docker asks for "0 2147483647", which the kernel refuses in a user
-// namespace where only Size groups exist.
-func clampPingGroupRange(spec *specs.Spec, size uint32) {
-	const key = "net.ipv4.ping_group_range"
-	v, ok := spec.Linux.Sysctl[key]
-	if !ok {
-		return
-	}
-	var lo, hi uint64
-	if _, err := fmt.Sscan(v, &lo, &hi); err != nil {
-		return // let the kernel report it
-	}
-	if hi > uint64(size-1) {
-		hi = uint64(size - 1)
-	}
-	if lo > hi {
-		lo = hi
-	}
-	spec.Linux.Sysctl[key] = fmt.Sprintf("%d %d", lo, hi)
 }

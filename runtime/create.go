@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/moatrt/moat/internal/undo"
+	"github.com/moatrt/moat/policy"
 	"github.com/moatrt/moat/userns"
 )
 
@@ -123,7 +124,7 @@ func (r *Runtime) takeIDs(ids *userns.Allocator, id string, join *joinTarget) (u
 	}
 	rng, err := ids.Join(owner, join.uid, r.alive)
 	if errors.Is(err, userns.ErrNotAllocated) {
-		return rng, specError(fmt.Errorf("namespace %s belongs to no moat container (%w); "+joinOnlyMoat, join.via, err))
+		return rng, specError(fmt.Errorf("namespace %s belongs to no moat container (%w); "+policy.JoinOnlyMoat, join.via, err))
 	}
 	if err != nil {
 		return rng, fmt.Errorf("share ids of the container of %s with %s: %w", join.via, id, err)

@@ -90,14 +90,8 @@ func (cr *creation) load() error {
 // checkNamespaces refuses the host's namespaces and namespaces of the
 // wrong type or owner, and finds whose user namespace the container joins.
 func (cr *creation) checkNamespaces() error {
-	if err := checkNamespacePaths(cr.spec); err != nil {
-		return specError(err)
-	}
-	if err := checkHostNamespaces(cr.spec); err != nil {
-		return specError(fmt.Errorf("invalid or unsupported container spec: %w", err))
-	}
 	var err error
-	if cr.join, cr.hostNet, err = joinedUserns(cr.spec); err != nil {
+	if cr.join, cr.hostNet, err = judgeNamespaces(cr.spec); err != nil {
 		return specError(err)
 	}
 	return nil

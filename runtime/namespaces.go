@@ -1,141 +1,116 @@
 package runtime
 
 import (
+	"errors"
 	"fmt"
 	"os"
-	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/moatrt/moat/idmap"
+	"github.com/moatrt/moat/policy"
 )
 
-// isolatedNamespaces are the namespaces a container may never share with the
-// host: with them, its root could reach host processes, network, IPC,
-// hostname or mounts despite the user namespace. The names are docker's words.
-var isolatedNamespaces = []struct {
+// nsKinds are the spec's namespace types by their CLONE_NEW* flag and by
+// their name under /proc/<pid>/ns.
+var nsKinds = []struct {
 	typ  specs.LinuxNamespaceType
-	proc string // name under /proc/<pid>/ns
-	word string
+	flag int
+	proc string
 }{
-	{specs.PIDNamespace, "pid", "pid"},
-	{specs.NetworkNamespace, "net", "network"},
-	{specs.IPCNamespace, "ipc", "ipc"},
-	{specs.UTSNamespace, "uts", "uts"},
-	{specs.MountNamespace, "mnt", "mount"},
+	{specs.PIDNamespace, unix.CLONE_NEWPID, "pid"},
+	{specs.NetworkNamespace, unix.CLONE_NEWNET, "net"},
+	{specs.IPCNamespace, unix.CLONE_NEWIPC, "ipc"},
+	{specs.UTSNamespace, unix.CLONE_NEWUTS, "uts"},
+	{specs.MountNamespace, unix.CLONE_NEWNS, "mnt"},
+	{specs.UserNamespace, unix.CLONE_NEWUSER, "user"},
+	{specs.CgroupNamespace, unix.CLONE_NEWCGROUP, "cgroup"},
+	{specs.TimeNamespace, unix.CLONE_NEWTIME, "time"},
 }
 
-// HostNamespaceError names every namespace a spec would share with the host.
-type HostNamespaceError struct{ Shared []string }
-
-func (e *HostNamespaceError) Error() string {
-	return fmt.Sprintf("moat containers can't share namespaces [%s] with the host (because they use the linux user-namespace for isolation)",
-		strings.Join(e.Shared, " "))
-}
-
-// checkHostNamespaces rejects a spec that omits one of the isolated
-// namespaces or names a path that is the host's own. Paths are compared by
-// the namespace's identity (device and inode), not by text: a bind-mounted
-// copy of the host's netns is still the host's.
-func checkHostNamespaces(spec *specs.Spec) error {
-	var shared []string
-	for _, ns := range isolatedNamespaces {
-		want, found := namespacePath(spec, ns.typ)
-		if !found {
-			shared = append(shared, ns.word)
-			continue
-		}
-		if want == "" {
-			continue
-		}
-		same, err := sameNamespace(want, ns.proc)
-		if err != nil {
-			return fmt.Errorf("%s namespace %s: %w", ns.word, want, err)
-		}
-		if same {
-			shared = append(shared, ns.word)
-		}
-	}
-	if len(shared) > 0 {
-		return &HostNamespaceError{Shared: shared}
-	}
-	return nil
-}
-
-// nsTypes are the CLONE_NEW* flags of the spec's namespace types.
-var nsTypes = map[specs.LinuxNamespaceType]int{
-	specs.PIDNamespace:     unix.CLONE_NEWPID,
-	specs.NetworkNamespace: unix.CLONE_NEWNET,
-	specs.IPCNamespace:     unix.CLONE_NEWIPC,
-	specs.UTSNamespace:     unix.CLONE_NEWUTS,
-	specs.MountNamespace:   unix.CLONE_NEWNS,
-	specs.UserNamespace:    unix.CLONE_NEWUSER,
-	specs.CgroupNamespace:  unix.CLONE_NEWCGROUP,
-	specs.TimeNamespace:    unix.CLONE_NEWTIME,
-}
-
-// checkNamespacePaths makes sure every namespace path names a namespace of
-// its type, as the runtime spec requires, before anything else looks at
-// it: moat replaces the user, cgroup and time namespaces, and would
-// otherwise accept any file there without a word.
-func checkNamespacePaths(spec *specs.Spec) error {
-	for _, ns := range spec.Linux.Namespaces {
-		want, known := nsTypes[ns.Type]
-		if !known {
-			return fmt.Errorf("unknown namespace type %q", ns.Type)
-		}
-		if ns.Path == "" {
-			continue
-		}
-		got, err := idmap.NamespaceType(ns.Path)
-		if err != nil {
-			return fmt.Errorf("%s namespace path: %w", ns.Type, err)
-		}
-		if got != want {
-			return fmt.Errorf("%s namespace path %s is a %s namespace", ns.Type, ns.Path, nsTypeName(got))
-		}
-	}
-	return nil
-}
-
-func nsTypeName(flag int) string {
-	for t, f := range nsTypes {
-		if f == flag {
-			return string(t)
-		}
-	}
-	return fmt.Sprintf("0x%x", flag)
-}
-
-func namespacePath(spec *specs.Spec, t specs.LinuxNamespaceType) (string, bool) {
-	for _, ns := range spec.Linux.Namespaces {
-		if ns.Type == t {
-			return ns.Path, true
-		}
-	}
-	return "", false
-}
-
-// hostNamespace is the path of the host's namespace of a kind: init's, or,
-// where init's cannot be read (a sandboxed PID 1), moat's own, since dockerd
-// and containerd's shim run moat in the host's namespaces.
-func hostNamespace(kind string) string {
-	p := "/proc/1/ns/" + kind
-	if _, err := os.Stat(p); err == nil {
-		return p
-	}
-	return "/proc/self/ns/" + kind
-}
-
-func sameNamespace(path, kind string) (bool, error) {
-	want, err := idmap.NamespaceID(path)
+// inspectNamespace is the policy's NamespaceRules.Inspect for the host.
+func inspectNamespace(path string) (policy.NamespaceFacts, error) {
+	ns, err := idmap.InspectNamespace(path)
 	if err != nil {
-		return false, err
+		return policy.NamespaceFacts{}, err
 	}
-	host, err := idmap.NamespaceID(hostNamespace(kind))
+	f := policy.NamespaceFacts{
+		Kind:   specs.LinuxNamespaceType(fmt.Sprintf("0x%x", ns.Type)),
+		ID:     policy.NamespaceID(ns.ID),
+		Owner:  policy.NamespaceID(ns.Owner),
+		Pinned: ns.Pinned,
+	}
+	for _, k := range nsKinds {
+		if k.flag == ns.Type {
+			f.Kind = k.typ
+		}
+	}
+	return f, nil
+}
+
+// hostNamespaceID is the policy's NamespaceRules.Host: the identity of
+// init's namespace of a type, or, where init's cannot be read (a sandboxed
+// PID 1), moat's own, since dockerd and containerd's shim run moat in the
+// host's namespaces.
+func hostNamespaceID(t specs.LinuxNamespaceType) (policy.NamespaceID, error) {
+	for _, k := range nsKinds {
+		if k.typ != t {
+			continue
+		}
+		id, err := idmap.NamespaceID("/proc/1/ns/" + k.proc)
+		if errors.Is(err, os.ErrPermission) || errors.Is(err, os.ErrNotExist) {
+			id, err = idmap.NamespaceID("/proc/self/ns/" + k.proc)
+		}
+		return policy.NamespaceID(id), err
+	}
+	return policy.NamespaceID{}, fmt.Errorf("unknown namespace type %q", t)
+}
+
+// joinTarget is the user namespace of another moat container whose
+// namespaces a new container joins (docker's --network=container:X,
+// --pid=container:X, a pod's sandbox).
+type joinTarget struct {
+	// userns is the path of that user namespace, through a process in it.
+	userns string
+	// uid is the first host uid of that container's range.
+	uid uint32
+	// via is the namespace path that led there, for messages.
+	via string
+}
+
+// judgeNamespaces has the policy judge the spec's namespaces on the
+// kernel's facts, and finds the moat container whose user namespace a
+// join leads to. hostNet is the path of the network namespace the
+// container joins if the host's user namespace owns it: the container's
+// root cannot mount its sysfs (see stageSysfs).
+func judgeNamespaces(spec *specs.Spec) (join *joinTarget, hostNet string, err error) {
+	v, err := policy.CheckNamespaces(spec, policy.NamespaceRules{Inspect: inspectNamespace, Host: hostNamespaceID})
 	if err != nil {
-		return false, fmt.Errorf("read host namespace: %w", err)
+		return nil, "", err
 	}
-	return want == host, nil
+	if v.Join == "" {
+		return nil, v.HostNet, nil
+	}
+	pid, err := idmap.FindUserns(idmap.NSID(v.JoinOwner), idmap.PidOfNSPath(v.Join))
+	if err != nil {
+		return nil, "", fmt.Errorf("namespace %s: find its container: %w", v.Join, err)
+	}
+	uids, gids, err := idmap.ReadMappings(pid)
+	if err != nil {
+		return nil, "", fmt.Errorf("namespace %s: %w", v.Join, err)
+	}
+	uid, err := policy.CheckJoinedMappings(v.Join, specMappings(uids), specMappings(gids))
+	if err != nil {
+		return nil, "", err
+	}
+	return &joinTarget{userns: fmt.Sprintf("/proc/%d/ns/user", pid), uid: uid, via: v.Join}, v.HostNet, nil
+}
+
+func specMappings(ms []idmap.Mapping) []specs.LinuxIDMapping {
+	out := make([]specs.LinuxIDMapping, len(ms))
+	for i, m := range ms {
+		out[i] = specs.LinuxIDMapping{ContainerID: m.ContainerID, HostID: m.HostID, Size: m.Size}
+	}
+	return out
 }

@@ -1,10 +1,9 @@
 package runtime
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
-	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -39,92 +38,71 @@ func pinnedNS(t *testing.T, path string) string {
 	return f
 }
 
-func TestCheckNamespacePaths(t *testing.T) {
+// isolated completes nss with private namespaces of the isolated types
+// it does not name, so that a test can look at one check alone.
+func isolated(nss ...specs.LinuxNamespace) *specs.Spec {
+	spec := &specs.Spec{Linux: &specs.Linux{Namespaces: nss}}
+	for _, typ := range []specs.LinuxNamespaceType{specs.PIDNamespace, specs.NetworkNamespace, specs.IPCNamespace, specs.UTSNamespace, specs.MountNamespace} {
+		if !slices.ContainsFunc(nss, func(ns specs.LinuxNamespace) bool { return ns.Type == typ }) {
+			spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: typ})
+		}
+	}
+	return spec
+}
+
+// What the kernel says of namespace paths reaches the policy as it is.
+func TestInspectNamespace(t *testing.T) {
 	fstest.RequiresRoot(t)
 	proc := fstest.NamespacedProcess(t, &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET | syscall.CLONE_NEWIPC})
-	netns := pinnedNS(t, "/proc/"+strconv.Itoa(proc)+"/ns/net")
+	procNet := "/proc/" + strconv.Itoa(proc) + "/ns/net"
+	pinned := pinnedNS(t, procNet)
+	user := containerNS(t, 900000)
 	file := filepath.Join(t.TempDir(), "file")
 	if err := os.WriteFile(file, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tests := []struct {
-		name string
-		ns   specs.LinuxNamespace
-		err  string
+	hostUser, err := hostNamespaceID(specs.UserNamespace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostNet, err := hostNamespaceID(specs.NetworkNamespace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		path   string
+		kind   specs.LinuxNamespaceType
+		owner  bool // owned by the host's user namespace
+		pinned bool
+		err    string
 	}{
-		{"no path", specs.LinuxNamespace{Type: specs.UserNamespace}, ""},
-		{"network path", specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: netns}, ""},
-		{"process link", specs.LinuxNamespace{Type: specs.IPCNamespace, Path: "/proc/" + strconv.Itoa(proc) + "/ns/ipc"}, ""},
-		{"user path that is a network namespace", specs.LinuxNamespace{Type: specs.UserNamespace, Path: netns}, "user namespace path " + netns + " is a network namespace"},
-		{"cgroup path that is an ipc namespace", specs.LinuxNamespace{Type: specs.CgroupNamespace, Path: "/proc/" + strconv.Itoa(proc) + "/ns/ipc"}, "is a ipc namespace"},
-		{"time path that is a plain file", specs.LinuxNamespace{Type: specs.TimeNamespace, Path: file}, "time namespace path: " + file + " is not a namespace"},
-		{"missing path", specs.LinuxNamespace{Type: specs.UserNamespace, Path: file + "-nope"}, "no such file"},
-		{"unknown type", specs.LinuxNamespace{Type: "bogus"}, `unknown namespace type "bogus"`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := checkNamespacePaths(&specs.Spec{Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{tt.ns}}})
-			switch {
-			case tt.err == "" && err != nil:
-				t.Fatal(err)
-			case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
-				t.Fatalf("error %v, want one containing %q", err, tt.err)
-			}
-		})
-	}
-}
-
-func TestCheckHostNamespaces(t *testing.T) {
-	fstest.RequiresRoot(t)
-	private := func(except ...specs.LinuxNamespaceType) []specs.LinuxNamespace {
-		var nss []specs.LinuxNamespace
-	next:
-		for _, typ := range []specs.LinuxNamespaceType{specs.PIDNamespace, specs.NetworkNamespace, specs.IPCNamespace, specs.UTSNamespace, specs.MountNamespace} {
-			for _, e := range except {
-				if typ == e {
-					continue next
+		{path: "/proc/self/ns/net", kind: specs.NetworkNamespace, owner: true},
+		{path: procNet, kind: specs.NetworkNamespace, owner: true},
+		{path: pinned, kind: specs.NetworkNamespace, owner: true, pinned: true},
+		{path: "/proc/" + strconv.Itoa(proc) + "/ns/ipc", kind: specs.IPCNamespace, owner: true},
+		{path: "/proc/" + strconv.Itoa(user) + "/ns/net", kind: specs.NetworkNamespace},
+		{path: "/proc/" + strconv.Itoa(user) + "/ns/user", kind: specs.UserNamespace},
+		{path: file, err: file + " is not a namespace"},
+		{path: file + "-nope", err: "no such file"},
+	} {
+		t.Run(tt.path, func(t *testing.T) {
+			f, err := inspectNamespace(tt.path)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("facts %+v, error %v; want an error containing %q", f, err, tt.err)
 				}
+				return
 			}
-			nss = append(nss, specs.LinuxNamespace{Type: typ})
-		}
-		return nss
-	}
-	withPath := func(nss []specs.LinuxNamespace, typ specs.LinuxNamespaceType, path string) []specs.LinuxNamespace {
-		return append(nss, specs.LinuxNamespace{Type: typ, Path: path})
-	}
-	tests := []struct {
-		name   string
-		nss    []specs.LinuxNamespace
-		shared []string
-	}{
-		{"all private", private(), nil},
-		{"pid omitted", private(specs.PIDNamespace), []string{"pid"}},
-		{"all omitted", private(specs.PIDNamespace, specs.NetworkNamespace, specs.IPCNamespace, specs.UTSNamespace), []string{"pid", "network", "ipc", "uts"}},
-		{"host net by path", withPath(private(specs.NetworkNamespace), specs.NetworkNamespace, hostNamespace("net")), []string{"network"}},
-		{"host net via self", withPath(private(specs.NetworkNamespace), specs.NetworkNamespace, "/proc/self/ns/net"), []string{"network"}},
-		{"another net", withPath(private(specs.NetworkNamespace), specs.NetworkNamespace, otherNetns(t)), nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := checkHostNamespaces(&specs.Spec{Linux: &specs.Linux{Namespaces: tt.nss}})
-			var hn *HostNamespaceError
-			switch {
-			case tt.shared == nil && err != nil:
-				t.Fatalf("unexpected error: %v", err)
-			case tt.shared != nil && !errors.As(err, &hn):
-				t.Fatalf("error %v, want a HostNamespaceError", err)
-			case tt.shared != nil && !reflect.DeepEqual(hn.Shared, tt.shared):
-				t.Fatalf("shared %v, want %v", hn.Shared, tt.shared)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.Kind != tt.kind || f.Pinned != tt.pinned || (f.Owner == hostUser) != tt.owner {
+				t.Fatalf("facts %+v: want kind %s, pinned %t, owned by the host %t", f, tt.kind, tt.pinned, tt.owner)
+			}
+			if (f.ID == hostNet) != (tt.path == "/proc/self/ns/net") {
+				t.Fatalf("identity %+v, the host's network namespace is %+v", f.ID, hostNet)
 			}
 		})
-	}
-}
-
-func TestHostNamespaceMessage(t *testing.T) {
-	err := &HostNamespaceError{Shared: []string{"pid", "network"}}
-	want := "moat containers can't share namespaces [pid network] with the host (because they use the linux user-namespace for isolation)"
-	if err.Error() != want {
-		t.Fatalf("got %q\nwant %q", err.Error(), want)
 	}
 }
 
@@ -139,48 +117,56 @@ func containerNS(t *testing.T, hostID int) int {
 	})
 }
 
-func TestJoinedUserns(t *testing.T) {
+func TestJudgeNamespaces(t *testing.T) {
 	fstest.RequiresRoot(t)
 	a, b := containerNS(t, 900000), containerNS(t, 965536)
 	hostOwned := fstest.NamespacedProcess(t, &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET | syscall.CLONE_NEWIPC})
 	ns := func(pid int, kind string) string { return "/proc/" + strconv.Itoa(pid) + "/ns/" + kind }
 	podNet := pinnedNS(t, ns(hostOwned, "net"))
+	odd := fstest.NamespacedProcess(t, &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 800000, Size: 1}, {ContainerID: 1, HostID: 800001, Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 800000, Size: 2}},
+	})
 	hostIPC := pinnedNS(t, ns(hostOwned, "ipc"))
 	tests := []struct {
 		name    string
 		nss     []specs.LinuxNamespace
 		wantUID uint32 // 0: no join
-		wantErr bool
+		err     string // a part of the error; "": none
 	}{
-		{"all private", []specs.LinuxNamespace{{Type: specs.NetworkNamespace}}, 0, false},
-		{"host-owned netns", []specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: podNet}}, 0, false},
+		{"all private", []specs.LinuxNamespace{{Type: specs.NetworkNamespace}}, 0, ""},
+		{"host-owned netns", []specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: podNet}}, 0, ""},
 		{"pod: host-owned netns, sandbox's ipc", []specs.LinuxNamespace{
-			{Type: specs.NetworkNamespace, Path: podNet}, {Type: specs.IPCNamespace, Path: ns(a, "ipc")}}, 900000, false},
-		{"container netns", []specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: ns(a, "net")}}, 900000, false},
+			{Type: specs.NetworkNamespace, Path: podNet}, {Type: specs.IPCNamespace, Path: ns(a, "ipc")}}, 900000, ""},
+		{"container netns", []specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: ns(a, "net")}}, 900000, ""},
 		{"net and ipc of one", []specs.LinuxNamespace{
-			{Type: specs.NetworkNamespace, Path: ns(a, "net")}, {Type: specs.IPCNamespace, Path: ns(a, "ipc")}}, 900000, false},
+			{Type: specs.NetworkNamespace, Path: ns(a, "net")}, {Type: specs.IPCNamespace, Path: ns(a, "ipc")}}, 900000, ""},
 		{"two containers", []specs.LinuxNamespace{
-			{Type: specs.NetworkNamespace, Path: ns(a, "net")}, {Type: specs.IPCNamespace, Path: ns(b, "ipc")}}, 0, true},
-		{"caller's userns path is ignored", []specs.LinuxNamespace{{Type: specs.UserNamespace, Path: ns(b, "user")}}, 0, false},
-		{"missing path", []specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: "/proc/self/ns/nope"}}, 0, true},
+			{Type: specs.NetworkNamespace, Path: ns(a, "net")}, {Type: specs.IPCNamespace, Path: ns(b, "ipc")}}, 0, "belong to two different containers"},
+		{"caller's userns path is ignored", []specs.LinuxNamespace{{Type: specs.UserNamespace, Path: ns(b, "user")}}, 0, ""},
+		{"missing path", []specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: "/proc/self/ns/nope"}}, 0, "no such file"},
 		{"a non-moat container's netns (a process's, the host's user namespace owns it)", []specs.LinuxNamespace{
-			{Type: specs.NetworkNamespace, Path: ns(hostOwned, "net")}}, 0, true},
-		{"an ipc namespace the host's user namespace owns, pinned", []specs.LinuxNamespace{{Type: specs.IPCNamespace, Path: hostIPC}}, 0, true},
+			{Type: specs.NetworkNamespace, Path: ns(hostOwned, "net")}}, 0, "not in a moat container"},
+		{"an ipc namespace the host's user namespace owns, pinned", []specs.LinuxNamespace{{Type: specs.IPCNamespace, Path: hostIPC}}, 0, "the host's user namespace owns it"},
+		{"the host's netns", []specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: "/proc/self/ns/net"}}, 0, "can't share namespaces [network] with the host"},
+		{"a user namespace path that is a netns", []specs.LinuxNamespace{{Type: specs.UserNamespace, Path: ns(a, "net")}}, 0, "is a network namespace"},
+		{"a user namespace moat did not make", []specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: ns(odd, "net")}}, 0, "a user namespace that moat did not make"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, hostNet, err := joinedUserns(&specs.Spec{Linux: &specs.Linux{Namespaces: tt.nss}})
+			got, hostNet, err := judgeNamespaces(isolated(tt.nss...))
 			wantNet := ""
-			if p, _ := namespacePath(&specs.Spec{Linux: &specs.Linux{Namespaces: tt.nss}}, specs.NetworkNamespace); p == podNet {
+			if slices.Contains(tt.nss, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: podNet}) {
 				wantNet = podNet
 			}
 			if err == nil && hostNet != wantNet {
 				t.Errorf("host-owned network namespace %q, want %q", hostNet, wantNet)
 			}
 			switch {
-			case tt.wantErr:
-				if err == nil {
-					t.Fatalf("no error, got %+v", got)
+			case tt.err != "":
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("got %+v, error %v; want an error containing %q", got, err, tt.err)
 				}
 			case err != nil:
 				t.Fatal(err)

@@ -14,46 +14,6 @@ import (
 	"github.com/moatrt/moat/internal/fstest"
 )
 
-func TestSysctlPath(t *testing.T) {
-	for key, want := range map[string]string{
-		"net.ipv4.ip_forward":              "net/ipv4/ip_forward",
-		"net/ipv4/ip_forward":              "net/ipv4/ip_forward",
-		"net.ipv4.conf.eth0/100.rp_filter": "net/ipv4/conf/eth0.100/rp_filter",
-		"net/ipv4/conf/eth0.100/rp_filter": "net/ipv4/conf/eth0.100/rp_filter",
-		"kernel.shmmax":                    "kernel/shmmax",
-		"net":                              "net",
-	} {
-		if got := sysctlPath(key); got != want {
-			t.Errorf("sysctlPath(%q) = %q, want %q", key, got, want)
-		}
-	}
-}
-
-func TestPingGroupRange(t *testing.T) {
-	m := Mapping{UID: 100000, GID: 200000, Size: 65536}
-	for value, want := range map[string]string{
-		"0 0":           "200000 200000",
-		"0\t2147483647": "200000 265535",
-		"1000 1000":     "201000 201000",
-		"65535 70000":   "265535 265535",
-		"65536 70000":   "1 0",
-		"1 0":           "1 0",
-		"4294967295 0":  "1 0",
-		"0":             "error",
-		"0 x":           "error",
-		"-1 0":          "error",
-		"0 4294967296":  "error",
-	} {
-		got, err := pingGroupRange(value, m)
-		if err != nil {
-			got = "error"
-		}
-		if got != want {
-			t.Errorf("pingGroupRange(%q) = %q (%v), want %q", value, got, err, want)
-		}
-	}
-}
-
 // net.* sysctls go into a network namespace the host owns, written by
 // moat, and leave the spec; the others stay for libcontainer.
 func TestNetSysctls(t *testing.T) {
