@@ -1,9 +1,11 @@
 // Package policy owns moat's isolation decisions, as data in and verdict
 // out: which host paths a container may mount, which devices it may have,
-// and how a spec is rewritten to isolate it. It makes no kernel calls of
-// its own (what it must know of the host, such as a symlink's target or a
-// device's numbers, is given to it), so the runtime and the helper share
-// it and it can be fuzzed.
+// which namespaces it may name and whose user namespace it joins, and how
+// a spec is rewritten to isolate it (the user namespace and its mapping,
+// the sysctls moat writes for it, the mounts of what moat stages). It
+// makes no kernel calls of its own (what it must know of the host, such as
+// a symlink's target, a device's numbers or a namespace's owner, is given
+// to it), so the runtime and the helper share it and it can be fuzzed.
 package policy
 
 import (

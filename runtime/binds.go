@@ -49,7 +49,7 @@ func (r *Runtime) stageBinds(spec *specs.Spec, id, bundle string, m Mapping, che
 			}
 			continue
 		}
-		if !isBind(mnt) {
+		if !policy.IsBind(mnt) {
 			continue
 		}
 		source := mnt.Source
@@ -60,7 +60,7 @@ func (r *Runtime) stageBinds(spec *specs.Spec, id, bundle string, m Mapping, che
 		if err != nil {
 			return err
 		}
-		recursive := hasOption(mnt.Options, "rbind")
+		recursive := policy.IsRecursive(mnt)
 		if table == nil {
 			if table, err = mounts.ReadMountTable(); err != nil {
 				src.Close()
@@ -75,17 +75,15 @@ func (r *Runtime) stageBinds(spec *specs.Spec, id, bundle string, m Mapping, che
 		if userns == nil {
 			userns, err = idmap.NewUserns(idMappings(m))
 		}
+		target := filepath.Join(r.bindsDir(r.root, id), strconv.Itoa(i))
 		if err == nil {
-			target := filepath.Join(r.bindsDir(r.root, id), strconv.Itoa(i))
 			err = src.Stage(target, userns, recursive)
-			mnt.Source = target
 		}
 		src.Close()
 		if err != nil {
 			return fmt.Errorf("mount %s: %w", mnt.Destination, err)
 		}
-		mnt.UIDMappings, mnt.GIDMappings = nil, nil
-		mnt.Options = withoutOptions(mnt.Options, "idmap", "ridmap")
+		policy.StagedBind(mnt, target)
 	}
 	return nil
 }
@@ -128,16 +126,6 @@ func checkOverlay(mnt *specs.Mount, check func(string) error) error {
 		}
 	}
 	return nil
-}
-
-func withoutOptions(opts []string, drop ...string) []string {
-	var kept []string
-	for _, o := range opts {
-		if !hasOption(drop, o) {
-			kept = append(kept, o)
-		}
-	}
-	return kept
 }
 
 // mountPolicy is the mount policy the config file describes.
@@ -198,8 +186,7 @@ func (r *Runtime) stageSysfs(spec *specs.Spec, id, netns string) error {
 		if err := mounts.StageSysfs(netns, target); err != nil {
 			return err
 		}
-		m.Type, m.Source = "bind", target
-		m.Options = []string{"rbind", "ro", "nosuid", "nodev", "noexec"}
+		policy.StagedSysfs(m, target)
 	}
 	return nil
 }

@@ -73,40 +73,26 @@ func (r *Runtime) stageDevices(spec *specs.Spec, id string, m Mapping, devs []sp
 	if len(devs) == 0 {
 		return nil
 	}
+	planned, err := policy.DeviceNodes(devs, m)
+	if err != nil {
+		return err
+	}
 	dir := filepath.Join(r.bindsDir(r.root, id), "devices")
-	nodes := make([]mounts.Node, 0, len(devs))
-	for i, d := range devs {
-		n, err := policy.DeclaredDevice(d)
-		if err != nil {
-			return err
+	nodes := make([]mounts.Node, len(planned))
+	sources := make([]string, len(planned))
+	for i, n := range planned {
+		nodes[i] = mounts.Node{
+			Name: strconv.Itoa(i), Type: nodeTypes[n.Type], Major: uint32(n.Major), Minor: uint32(n.Minor),
+			Perm: n.Perm, UID: int(n.UID), GID: int(n.GID),
 		}
-		var uid, gid uint32
-		if d.UID != nil {
-			uid = *d.UID
-		}
-		if d.GID != nil {
-			gid = *d.GID
-		}
-		if uid >= m.Size || gid >= m.Size {
-			return fmt.Errorf("device %s: owner %d:%d is outside the container's IDs (0 to %d)", d.Path, uid, gid, m.Size-1)
-		}
-		perm := uint32(0o666) // libcontainer's default too
-		if d.FileMode != nil {
-			perm = uint32(*d.FileMode) & 0o777
-		}
-		typ := map[byte]uint32{'c': unix.S_IFCHR, 'b': unix.S_IFBLK, 'p': unix.S_IFIFO}[n.Type]
-		nodes = append(nodes, mounts.Node{
-			Name: strconv.Itoa(i), Type: typ, Major: uint32(n.Major), Minor: uint32(n.Minor),
-			Perm: perm, UID: int(m.UID + uid), GID: int(m.GID + gid),
-		})
+		sources[i] = filepath.Join(dir, nodes[i].Name)
 	}
 	if err := mounts.StageDevices(dir, nodes); err != nil {
 		return err
 	}
-	for i, d := range devs {
-		spec.Mounts = append(spec.Mounts, specs.Mount{
-			Destination: d.Path, Type: "bind", Source: filepath.Join(dir, strconv.Itoa(i)), Options: []string{"bind"},
-		})
-	}
+	policy.BindDevices(spec, devs, sources)
 	return nil
 }
+
+// nodeTypes are the file types of policy.Device's types.
+var nodeTypes = map[byte]uint32{'c': unix.S_IFCHR, 'b': unix.S_IFBLK, 'p': unix.S_IFIFO}

@@ -130,16 +130,3 @@ func bootSeconds() (int64, error) {
 	}
 	return ts.Sec, nil
 }
-
-func isBind(m *specs.Mount) bool {
-	return m.Type == "bind" || hasOption(m.Options, "bind") || hasOption(m.Options, "rbind")
-}
-
-func hasOption(opts []string, want string) bool {
-	for _, o := range opts {
-		if o == want {
-			return true
-		}
-	}
-	return false
-}
