@@ -237,7 +237,7 @@ func overlayLayers(t *testing.T, d string) Overlay {
 
 func mountOverlay(t *testing.T, target string, o Overlay) {
 	t.Helper()
-	if err := MountOverlay(target, o, ctrUIDs, ctrGIDs); err != nil {
+	if err := MountOverlay(target, o, mapped(t, ctrUIDs, ctrGIDs)); err != nil {
 		t.Fatal(err)
 	}
 	fstest.UnmountAtEnd(t, target)
@@ -369,7 +369,7 @@ func TestMountOverlayThreads(t *testing.T) {
 			mountOverlay(t, m, ro)
 			bad := ro
 			bad.Options = []string{"nosuchoption"}
-			if err := MountOverlay(m, bad, ctrUIDs, ctrGIDs); err == nil {
+			if err := MountOverlay(m, bad, mapped(t, ctrUIDs, ctrGIDs)); err == nil {
 				t.Fatal("an overlay with a bad option mounted")
 			}
 		}
@@ -436,7 +436,7 @@ func TestMountOverlayErrors(t *testing.T) {
 				uids = tc.uids
 			}
 			m := filepath.Join(d, "merged")
-			err := MountOverlay(m, o, uids, ctrGIDs)
+			err := MountOverlay(m, o, mapped(t, uids, ctrGIDs))
 			if err == nil {
 				unix.Unmount(m, unix.MNT_DETACH)
 				t.Fatal("no error")
@@ -450,5 +450,35 @@ func TestMountOverlayErrors(t *testing.T) {
 				t.Errorf("mounted after error: %v", left)
 			}
 		})
+	}
+}
+
+// mapped is a user namespace of these mappings for ID-mapped mounts, closed
+// when the test ends.
+func mapped(t testing.TB, uids, gids []Mapping) *Userns {
+	u := &Userns{UIDs: uids, GIDs: gids}
+	t.Cleanup(u.Close)
+	return u
+}
+
+// One namespace serves every mount of a container: it is made once.
+func TestUsernsMadeOnce(t *testing.T) {
+	fstest.RequiresRoot(t)
+	u := &Userns{UIDs: ctrUIDs, GIDs: ctrGIDs}
+	first, err := u.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := u.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first != again {
+		t.Fatal("a second namespace was made")
+	}
+	u.Close()
+	u.Close() // closing twice is harmless
+	if _, err := first.Stat(); err == nil {
+		t.Fatal("the namespace is still open after Close")
 	}
 }

@@ -13,7 +13,9 @@ func TestMain(m *testing.M) {
 		"in-netns": func(args []string) error { return inNetnsCheck(args[0]) },
 		// target upper work lower...
 		"mount-overlay": func(args []string) error {
-			return MountOverlay(args[0], Overlay{Upper: args[1], Work: args[2], Lower: args[3:]}, ctrUIDs, ctrGIDs)
+			u := &Userns{UIDs: ctrUIDs, GIDs: ctrGIDs}
+			defer u.Close()
+			return MountOverlay(args[0], Overlay{Upper: args[1], Work: args[2], Lower: args[3:]}, u)
 		},
 	})
 }

@@ -26,7 +26,7 @@ type Overlay struct {
 }
 
 // MountOverlay mounts at target an overlay of o's layers, each ID-mapped
-// with the given mappings, on behalf of the mappings' root (container ID 0).
+// into u, on behalf of u's root (container ID 0).
 //
 // Overlay records the credentials of the task that creates it and does its
 // upper-layer work with them. Created by a task whose uid/gid are the
@@ -37,7 +37,7 @@ type Overlay struct {
 //
 // Layers are passed to the kernel as file descriptors of detached ID-mapped
 // trees (Linux 6.13 and later), so no mount of a layer is ever visible.
-func MountOverlay(target string, o Overlay, uids, gids []Mapping) error {
+func MountOverlay(target string, o Overlay, u *Userns) error {
 	if len(o.Lower) == 0 {
 		return errors.New("overlay needs at least one lower layer")
 	}
@@ -53,19 +53,18 @@ func MountOverlay(target string, o Overlay, uids, gids []Mapping) error {
 			return fmt.Errorf("overlay option %q: layers go in Lower, Upper and Work", opt)
 		}
 	}
-	uid, err := rootID(uids)
+	uid, err := rootID(u.UIDs)
 	if err != nil {
 		return fmt.Errorf("uid map: %w", err)
 	}
-	gid, err := rootID(gids)
+	gid, err := rootID(u.GIDs)
 	if err != nil {
 		return fmt.Errorf("gid map: %w", err)
 	}
-	userns, err := NewUserns(uids, gids)
+	userns, err := u.File()
 	if err != nil {
 		return err
 	}
-	defer userns.Close()
 
 	var files []*os.File
 	defer func() {

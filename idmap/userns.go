@@ -93,6 +93,35 @@ func formatMappings(ms []Mapping) (string, error) {
 	return b.String(), nil
 }
 
+// Userns is the user namespace of one container's ID-mapped mounts: made
+// on first use and then shared by all of them (the rootfs layers, every bind
+// source), since making one costs a process.
+type Userns struct {
+	UIDs, GIDs []Mapping
+	f          *os.File
+}
+
+// File returns the namespace, making it on the first call.
+func (u *Userns) File() (*os.File, error) {
+	if u.f == nil {
+		f, err := NewUserns(u.UIDs, u.GIDs)
+		if err != nil {
+			return nil, err
+		}
+		u.f = f
+	}
+	return u.f, nil
+}
+
+// Close lets the namespace go once no mount is being made with it (the
+// mounts keep it alive).
+func (u *Userns) Close() {
+	if u.f != nil {
+		u.f.Close()
+		u.f = nil
+	}
+}
+
 // NewUserns returns an open user namespace (/proc/<pid>/ns/user) with
 // exactly these mappings, for use as MOUNT_ATTR_IDMAP's userns_fd. The
 // process that made it is gone by the time NewUserns returns; the file keeps

@@ -30,7 +30,7 @@ const (
 	workRecord = ".moat-workdir"
 )
 
-// Rootfs makes target show source ID-mapped with the given mappings.
+// Rootfs makes target show source ID-mapped into userns.
 //
 // If source is the mount point of an overlay (Docker's overlay2
 // <data-root>/overlay2/<id>/merged, containerd's overlayfs snapshotter),
@@ -41,7 +41,7 @@ const (
 //
 // target is created (0711) if missing and must not be a mount point or hold
 // anything. On error, Rootfs leaves nothing mounted or created.
-func Rootfs(source, target string, uids, gids []idmap.Mapping) (retErr error) {
+func Rootfs(source, target string, userns *idmap.Userns) (retErr error) {
 	src, err := filepath.EvalSymlinks(source)
 	if err != nil {
 		return fmt.Errorf("rootfs source: %w", err)
@@ -65,12 +65,11 @@ func Rootfs(source, target string, uids, gids []idmap.Mapping) (retErr error) {
 	u.Add(func() { removeDirs(created) })
 
 	if ov == nil {
-		userns, err := idmap.NewUserns(uids, gids)
+		ns, err := userns.File()
 		if err != nil {
 			return err
 		}
-		defer userns.Close()
-		tree, err := idmap.CloneMapped(src, userns, true)
+		tree, err := idmap.CloneMapped(src, ns, true)
 		if err != nil {
 			return err
 		}
@@ -93,7 +92,7 @@ func Rootfs(source, target string, uids, gids []idmap.Mapping) (retErr error) {
 		}
 		u.Add(func() { os.Remove(record) })
 	}
-	if err := idmap.MountOverlay(target, *ov, uids, gids); err != nil {
+	if err := idmap.MountOverlay(target, *ov, userns); err != nil {
 		return fmt.Errorf("overlay at %s: %w", source, err)
 	}
 	return nil

@@ -132,7 +132,7 @@ func rootfs(t *testing.T, source, target string) {
 			t.Error(err)
 		}
 	})
-	if err := Rootfs(source, target, ctrUIDs, ctrGIDs); err != nil {
+	if err := Rootfs(source, target, mapped(t, ctrUIDs, ctrGIDs)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -415,7 +415,7 @@ func TestRootfsErrors(t *testing.T) {
 			if tc.uids != nil {
 				uids = tc.uids
 			}
-			err := Rootfs(source, target, uids, ctrGIDs)
+			err := Rootfs(source, target, mapped(t, uids, ctrGIDs))
 			if err == nil {
 				Teardown(target)
 				t.Fatal("no error")
@@ -453,7 +453,7 @@ func TestRootfsErrorsKeepTarget(t *testing.T) {
 			if tc.existing {
 				fstest.MakeTree(t, d, fstest.Node{Path: "run/rootfs", Dir: true})
 			}
-			if err := Rootfs("/proc", target, ctrUIDs, ctrGIDs); err == nil {
+			if err := Rootfs("/proc", target, mapped(t, ctrUIDs, ctrGIDs)); err == nil {
 				t.Fatal("no error")
 			}
 			_, err := os.Lstat(target)
@@ -496,7 +496,7 @@ func TestTeardown(t *testing.T) {
 		setup: func(t *testing.T, target string) {
 			l := newDockerLayout(t, filepath.Dir(target), 2)
 			l.mount(t, absLinks)
-			if err := Rootfs(l.merged, target, ctrUIDs, ctrGIDs); err != nil {
+			if err := Rootfs(l.merged, target, mapped(t, ctrUIDs, ctrGIDs)); err != nil {
 				t.Fatal(err)
 			}
 		},
@@ -626,7 +626,11 @@ func benchRootfs(b *testing.B, layers int) {
 	b.Cleanup(func() { Teardown(target) })
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if err := Rootfs(source, target, ctrUIDs, ctrGIDs); err != nil {
+		// A namespace per create, as the runtime makes one.
+		userns := &idmap.Userns{UIDs: ctrUIDs, GIDs: ctrGIDs}
+		err := Rootfs(source, target, userns)
+		userns.Close()
+		if err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()
@@ -702,4 +706,12 @@ func TestRootfsNoDevices(t *testing.T) {
 			}
 		})
 	}
+}
+
+// mapped is a user namespace of these mappings for ID-mapped mounts, closed
+// when the test ends.
+func mapped(t testing.TB, uids, gids []idmap.Mapping) *idmap.Userns {
+	u := &idmap.Userns{UIDs: uids, GIDs: gids}
+	t.Cleanup(u.Close)
+	return u
 }

@@ -3,7 +3,6 @@ package runtime
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 
@@ -31,16 +30,8 @@ func (r *Runtime) bindsDir(root, id string) string {
 // moat's own that the spec then names. A symlink swapped after the check
 // changes nothing. Mappings the caller gave a mount are replaced by the
 // container's: they could otherwise map onto another container's IDs.
-func (r *Runtime) stageBinds(spec *specs.Spec, id, bundle string, m Mapping, check func(source string) error) (retErr error) {
-	var (
-		userns *os.File
-		table  mounts.MountTable
-	)
-	defer func() {
-		if userns != nil {
-			userns.Close()
-		}
-	}()
+func (r *Runtime) stageBinds(spec *specs.Spec, id, bundle string, u *idmap.Userns, check func(source string) error) error {
+	var table mounts.MountTable
 	for i := range spec.Mounts {
 		mnt := &spec.Mounts[i]
 		if mnt.Type == "overlay" {
@@ -72,9 +63,7 @@ func (r *Runtime) stageBinds(spec *specs.Spec, id, bundle string, m Mapping, che
 			src.Close()
 			return specError(err)
 		}
-		if userns == nil {
-			userns, err = idmap.NewUserns(idMappings(m))
-		}
+		userns, err := u.File()
 		target := filepath.Join(r.bindsDir(r.root, id), strconv.Itoa(i))
 		if err == nil {
 			err = src.Stage(target, userns, recursive)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/sirupsen/logrus"
@@ -77,6 +78,7 @@ func (r *Runtime) launch(o CreateOpts, run bool) (status int, retErr error) {
 		return -1, err
 	}
 	defer s.close()
+	start := time.Now()
 	if run {
 		err = c.Run(p)
 	} else {
@@ -85,6 +87,7 @@ func (r *Runtime) launch(o CreateOpts, run bool) (status int, retErr error) {
 	if err != nil {
 		return -1, err
 	}
+	logrus.Debugf("create %s: start init took %s", o.ID, time.Since(start))
 	status, err = afterStart(p, s, o.IO, sigs)
 	if err != nil || o.IO.Detach {
 		return status, err

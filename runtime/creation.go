@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/specconv"
@@ -35,28 +36,40 @@ type creation struct {
 	ids     *userns.Allocator
 	rng     userns.Range
 	m       Mapping
+	userns  *idmap.Userns       // of every ID-mapped mount, made on first use
 	devices []specs.LinuxDevice // the devices moat makes the nodes of
 
 	c *libcontainer.Container
 }
 
 // prepare does everything up to an existing libcontainer container whose
-// init has not been started, in the order the steps read.
+// init has not been started, in the order the steps read. With --debug,
+// each step's time is logged.
 func (r *Runtime) prepare(o CreateOpts, rollback *undo.Stack) (*libcontainer.Container, *specs.Spec, Mapping, error) {
 	cr := &creation{r: r, o: o, undo: rollback}
-	for _, step := range []func() error{
-		cr.load,
-		cr.checkNamespaces,
-		cr.takeIDs,
-		cr.rewriteSpec,
-		cr.stageMounts,
-		cr.setNetSysctls,
-		cr.buildRootfs,
-		cr.createContainer,
+	defer func() {
+		if cr.userns != nil {
+			cr.userns.Close()
+		}
+	}()
+	for _, step := range []struct {
+		name string
+		run  func() error
+	}{
+		{"load", cr.load},
+		{"checkNamespaces", cr.checkNamespaces},
+		{"takeIDs", cr.takeIDs},
+		{"rewriteSpec", cr.rewriteSpec},
+		{"stageMounts", cr.stageMounts},
+		{"setNetSysctls", cr.setNetSysctls},
+		{"buildRootfs", cr.buildRootfs},
+		{"createContainer", cr.createContainer},
 	} {
-		if err := step(); err != nil {
+		start := time.Now()
+		if err := step.run(); err != nil {
 			return nil, nil, Mapping{}, err
 		}
+		logrus.Debugf("create %s: %s took %s", o.ID, step.name, time.Since(start))
 	}
 	return cr.c, cr.spec, cr.m, nil
 }
@@ -112,6 +125,8 @@ func (cr *creation) takeIDs() error {
 	})
 	cr.rng = rng
 	cr.m = Mapping{UID: rng.UID, GID: rng.GID, Size: rng.Size}
+	uids, gids := idMappings(cr.m)
+	cr.userns = &idmap.Userns{UIDs: uids, GIDs: gids}
 	logrus.Debugf("container %s: uid %d gid %d size %d shared %t", cr.o.ID, rng.UID, rng.GID, rng.Size, rng.Shared)
 	return nil
 }
@@ -158,7 +173,7 @@ func (cr *creation) stageMounts() error {
 		}
 	}
 	check := mountCheck(mp, cr.spec, cr.o.ID, joined, cr.cfg.Docker.DataRoot)
-	if err := cr.r.stageBinds(cr.spec, cr.o.ID, cr.bundle, cr.m, check); err != nil {
+	if err := cr.r.stageBinds(cr.spec, cr.o.ID, cr.bundle, cr.userns, check); err != nil {
 		return err
 	}
 	if err := cr.r.stageSysfs(cr.spec, cr.o.ID, cr.hostNet); err != nil {
@@ -183,8 +198,7 @@ func (cr *creation) buildRootfs() error {
 		source = filepath.Join(cr.bundle, source)
 	}
 	target := cr.r.rootfsTarget(cr.o.ID)
-	uids, gids := idMappings(cr.m)
-	if err := mounts.Rootfs(source, target, uids, gids); err != nil {
+	if err := mounts.Rootfs(source, target, cr.userns); err != nil {
 		return fmt.Errorf("rootfs %s: %w", source, err)
 	}
 	cr.spec.Root.Path = target
