@@ -76,3 +76,8 @@ time_pair "docker run --rm busybox true: moat" "$DOCKER run --rm --runtime moat 
           "runc" "$DOCKER run --rm --runtime runc moat-test/busybox:2 true"
 time_pair "docker run --rm true under moat: 1 GB image" "$DOCKER run --rm --runtime moat $big true" \
           "busybox" "$DOCKER run --rm --runtime moat moat-test/busybox:2 true"
+
+# At scale: many containers through dockerd (SCALE=0 skips it).
+if [ "${SCALE:-1}" != 0 ]; then
+  "$(dirname "$0")/bench-scale.sh"
+fi

@@ -194,17 +194,37 @@ func (a *Allocator) write(st *state) error {
 			Shared: r.Shared,
 		})
 	}
-	data, err := json.MarshalIndent(f, "", "\t")
+	data, err := encodeState(f)
 	if err != nil {
 		return err
 	}
-	data = append(data, '\n')
 	// A fixed temp name is safe under the lock, and a temp file left by a
 	// killed holder is simply overwritten by the next one.
 	if err := writeAtomic(a.statePath(), a.statePath()+".tmp", data, 0o600); err != nil {
 		return fmt.Errorf("write id allocation state: %w", err)
 	}
 	return nil
+}
+
+// encodeState writes the state as JSON with one allocation per line: as
+// readable as indented JSON, without indenting's second pass over a file
+// that every create rewrites and that grows with the containers running.
+func encodeState(f stateFile) ([]byte, error) {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "{\"version\":%d,\"allocations\":[", f.Version)
+	for i, al := range f.Allocations {
+		line, err := json.Marshal(al)
+		if err != nil {
+			return nil, err
+		}
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('\n')
+		b.Write(line)
+	}
+	b.WriteString("\n]}\n")
+	return b.Bytes(), nil
 }
 
 // fromEarlierBoot tells whether the file at path was last written before

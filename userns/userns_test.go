@@ -720,3 +720,70 @@ func TestTornStateOfEarlierBoot(t *testing.T) {
 		t.Fatalf("state after the torn file: %+v %v", rs, err)
 	}
 }
+
+// The cost of one create's allocation with many containers running: every
+// owner is checked on each allocation, so it grows with their number.
+func BenchmarkAllocateAmong(b *testing.B) {
+	for _, n := range []int{0, 200} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			dir := b.TempDir()
+			sub := "moat:100000:268435456\n"
+			cfg := Config{StateDir: filepath.Join(dir, "state"), SubUIDFile: filepath.Join(dir, "subuid"), SubGIDFile: filepath.Join(dir, "subgid")}
+			for _, p := range []string{cfg.SubUIDFile, cfg.SubGIDFile} {
+				if err := os.WriteFile(p, []byte(sub), 0o644); err != nil {
+					b.Fatal(err)
+				}
+			}
+			a := New(cfg)
+			// The owners are alive as the runtime sees it: their state
+			// dirs exist.
+			alive := func(o Owner) bool {
+				_, err := os.Stat(filepath.Join(o.Root, o.ID))
+				return err == nil
+			}
+			for i := 0; i < n; i++ {
+				id := "c" + strconv.Itoa(i)
+				if err := os.MkdirAll(filepath.Join(dir, id), 0o700); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := a.Allocate(Owner{Root: dir, ID: id, PID: os.Getpid()}, alive); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				o := Owner{Root: dir, ID: "new", PID: os.Getpid()}
+				if _, err := a.Allocate(o, alive); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := a.Release(dir, "new"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// The state file reads back as written, whatever the number of
+// allocations, and is one allocation per line.
+func TestEncodeState(t *testing.T) {
+	for _, n := range []int{0, 1, 3} {
+		f := stateFile{Version: stateVersion, Allocations: []allocation{}}
+		for i := 0; i < n; i++ {
+			o := Owner{Root: "/run/x", ID: "c" + strconv.Itoa(i), PID: 7}
+			f.Allocations = append(f.Allocations, allocation{Index: i, UID: uint32(100000 + i*mib), GID: uint32(100000 + i*mib), Size: mib, Key: o.Key(),
+				Owner: ownerFile{Root: o.Root, ID: o.ID, PID: o.PID}})
+		}
+		data, err := encodeState(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := decode(data)
+		if err != nil {
+			t.Fatalf("%d allocations: %v\n%s", n, err, data)
+		}
+		if len(st.Ranges) != n || strings.Count(string(data), "\n") != n+2 {
+			t.Fatalf("%d allocations: read back %d, file:\n%s", n, len(st.Ranges), data)
+		}
+	}
+}
