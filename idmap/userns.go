@@ -114,9 +114,9 @@ func (u *Userns) File() (*os.File, error) {
 }
 
 // Close lets the namespace go once no mount is being made with it (the
-// mounts keep it alive).
+// mounts keep it alive). A nil Userns has nothing to close.
 func (u *Userns) Close() {
-	if u.f != nil {
+	if u != nil && u.f != nil {
 		u.f.Close()
 		u.f = nil
 	}

@@ -31,7 +31,18 @@ func (r *Runtime) bindsDir(root, id string) string {
 // changes nothing. Mappings the caller gave a mount are replaced by the
 // container's: they could otherwise map onto another container's IDs.
 func (r *Runtime) stageBinds(spec *specs.Spec, id, bundle string, u *idmap.Userns, check func(source string) error) error {
+	// Read once, after the first source is open, and only if one is.
 	var table mounts.MountTable
+	mountTable := func() (mounts.MountTable, error) {
+		if table == nil {
+			t, err := mounts.ReadMountTable()
+			if err != nil {
+				return nil, err
+			}
+			table = t.Without(r.mountDir)
+		}
+		return table, nil
+	}
 	for i := range spec.Mounts {
 		mnt := &spec.Mounts[i]
 		if mnt.Type == "overlay" {
@@ -47,33 +58,38 @@ func (r *Runtime) stageBinds(spec *specs.Spec, id, bundle string, u *idmap.Usern
 		if !filepath.IsAbs(source) {
 			source = filepath.Join(bundle, source)
 		}
-		src, err := mounts.OpenSource(source)
-		if err != nil {
+		target := filepath.Join(r.bindsDir(r.root, id), strconv.Itoa(i))
+		if err := stageBind(mnt, source, target, mountTable, u, check); err != nil {
 			return err
 		}
-		recursive := policy.IsRecursive(mnt)
-		if table == nil {
-			if table, err = mounts.ReadMountTable(); err != nil {
-				src.Close()
-				return err
-			}
-			table = table.Without(r.mountDir)
-		}
-		if err := checkSource(src, table, recursive, check); err != nil {
-			src.Close()
-			return specError(err)
-		}
-		userns, err := u.File()
-		target := filepath.Join(r.bindsDir(r.root, id), strconv.Itoa(i))
-		if err == nil {
-			err = src.Stage(target, userns, recursive)
-		}
-		src.Close()
-		if err != nil {
-			return fmt.Errorf("mount %s: %w", mnt.Destination, err)
-		}
-		policy.StagedBind(mnt, target)
 	}
+	return nil
+}
+
+// stageBind opens one bind source, judges it and stages its ID-mapped
+// clone at target, which the mount then names.
+func stageBind(mnt *specs.Mount, source, target string, mountTable func() (mounts.MountTable, error), u *idmap.Userns, check func(string) error) error {
+	src, err := mounts.OpenSource(source)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	table, err := mountTable()
+	if err != nil {
+		return err
+	}
+	recursive := policy.IsRecursive(mnt)
+	if err := checkSource(src, table, recursive, check); err != nil {
+		return specError(err)
+	}
+	userns, err := u.File()
+	if err == nil {
+		err = src.Stage(target, userns, recursive)
+	}
+	if err != nil {
+		return fmt.Errorf("mount %s: %w", mnt.Destination, err)
+	}
+	policy.StagedBind(mnt, target)
 	return nil
 }
 

@@ -47,11 +47,7 @@ type creation struct {
 // each step's time is logged.
 func (r *Runtime) prepare(o CreateOpts, rollback *undo.Stack) (*libcontainer.Container, *specs.Spec, Mapping, error) {
 	cr := &creation{r: r, o: o, undo: rollback}
-	defer func() {
-		if cr.userns != nil {
-			cr.userns.Close()
-		}
-	}()
+	defer func() { cr.userns.Close() }() // made by takeIDs, if it got that far
 	for _, step := range []struct {
 		name string
 		run  func() error

@@ -21,7 +21,7 @@ const mib = 65536
 
 // newTest returns an Allocator whose files all live in a temp dir. A nil
 // subuid or subgid leaves that file absent.
-func newTest(t *testing.T, subuid, subgid *string) (*Allocator, Config) {
+func newTest(t testing.TB, subuid, subgid *string) (*Allocator, Config) {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := Config{
@@ -726,15 +726,8 @@ func TestTornStateOfEarlierBoot(t *testing.T) {
 func BenchmarkAllocateAmong(b *testing.B) {
 	for _, n := range []int{0, 200} {
 		b.Run(strconv.Itoa(n), func(b *testing.B) {
-			dir := b.TempDir()
-			sub := "moat:100000:268435456\n"
-			cfg := Config{StateDir: filepath.Join(dir, "state"), SubUIDFile: filepath.Join(dir, "subuid"), SubGIDFile: filepath.Join(dir, "subgid")}
-			for _, p := range []string{cfg.SubUIDFile, cfg.SubGIDFile} {
-				if err := os.WriteFile(p, []byte(sub), 0o644); err != nil {
-					b.Fatal(err)
-				}
-			}
-			a := New(cfg)
+			a, _ := newTest(b, ptr("moat:100000:268435456\n"), ptr("moat:100000:268435456\n"))
+			dir := b.TempDir() // the owners' root
 			// The owners are alive as the runtime sees it: their state
 			// dirs exist.
 			alive := func(o Owner) bool {
