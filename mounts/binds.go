@@ -245,14 +245,57 @@ func TeardownStaged(dir string) error {
 	if err != nil || !found {
 		return err
 	}
-	if err := unmountAll(dir); err != nil {
+	// What moat staged sits at dir and at its entries, and detaching those
+	// takes every mount below along without reading the host's mount
+	// table, which grows with every running container. Anything else
+	// stops removeStaging, and only then is the table read.
+	if err := detachStaged(dir); err != nil {
 		return fmt.Errorf("staging dir: %w", err)
 	}
-	if err := removeStaging(dir); err != nil {
+	err = removeStaging(dir)
+	if errors.Is(err, errStillMounted) {
+		if err := unmountAll(dir); err != nil {
+			return fmt.Errorf("staging dir: %w", err)
+		}
+		err = removeStaging(dir)
+	}
+	if err != nil {
 		return fmt.Errorf("remove staging dir: %w", err)
 	}
 	return nil
 }
+
+// detachStaged detaches the mounts at dir and at each of its entries.
+func detachStaged(dir string) error {
+	if err := detachAt(dir); err != nil {
+		return err
+	}
+	names, err := readDirNames(dir)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if err := detachAt(filepath.Join(dir, name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func readDirNames(dir string) ([]string, error) {
+	d, err := os.Open(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return d.Readdirnames(-1)
+}
+
+// errStillMounted is what removeStaging meets where a mount remains.
+var errStillMounted = errors.New("is mounted again")
 
 // removeStaging removes dir and what is in it, but never crosses into
 // another mount: if something was mounted there again in the meantime, it
@@ -274,7 +317,7 @@ func removeOnMount(p string, mnt uint64) error {
 		return &os.PathError{Op: "statx", Path: p, Err: err}
 	}
 	if st.Mnt_id != mnt {
-		return fmt.Errorf("%s is mounted again", p)
+		return fmt.Errorf("%s %w", p, errStillMounted)
 	}
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		ents, err := os.ReadDir(p)

@@ -871,6 +871,13 @@ func TestTeardownStaged(t *testing.T) {
 		},
 		sources: []string{"src/f", "file", "sock"},
 	}, {
+		// Not on a staged mount: only the mount table shows it.
+		name: "a mount deeper in a plain dir",
+		setup: func(t *testing.T, d, dir string) {
+			fstest.MakeTree(t, dir, fstest.Node{Path: "5/deep", Dir: true})
+			mountTmpfs(t, filepath.Join(dir, "5", "deep"), 0)
+		},
+	}, {
 		name: "on a shared mount",
 		setup: func(t *testing.T, d, dir string) {
 			fstest.MakeTree(t, d, fstest.Node{Path: "file"})

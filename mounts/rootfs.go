@@ -40,8 +40,9 @@ const (
 // of source.
 //
 // target is created (0711) if missing and must not be a mount point or hold
-// anything. On error, Rootfs leaves nothing mounted or created.
-func Rootfs(source, target string, userns *idmap.Userns) (retErr error) {
+// anything. table is the mount table, read after the mount at source was
+// made; nil reads it. On error, Rootfs leaves nothing mounted or created.
+func Rootfs(source, target string, userns *idmap.Userns, table MountTable) (retErr error) {
 	src, err := filepath.EvalSymlinks(source)
 	if err != nil {
 		return fmt.Errorf("rootfs source: %w", err)
@@ -51,7 +52,12 @@ func Rootfs(source, target string, userns *idmap.Userns) (retErr error) {
 	} else if !fi.IsDir() {
 		return fmt.Errorf("rootfs source %s is not a directory", source)
 	}
-	ov, err := overlayAt(src)
+	if table == nil {
+		if table, err = ReadMountTable(); err != nil {
+			return err
+		}
+	}
+	ov, err := overlayAt(src, table)
 	if err != nil {
 		return err
 	}
@@ -144,7 +150,12 @@ func Teardown(target string) error {
 	if err != nil || !found {
 		return err
 	}
-	if err := unmountAll(target); err != nil {
+	// Detaching what is stacked at target takes every mount below it
+	// along, without reading the host's mount table, which grows with
+	// every running container. A mount below target that is not on one
+	// at target keeps target from being removed, and only then is the
+	// table read.
+	if err := detachAt(target); err != nil {
 		return err
 	}
 	// Only now, with nothing mounted over it, is the record ours to read.
@@ -163,10 +174,33 @@ func Teardown(target string) error {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("read overlay work dir record: %w", err)
 	}
-	if err := os.Remove(target); err != nil && !errors.Is(err, os.ErrNotExist) {
+	err = os.Remove(target)
+	if errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EBUSY) {
+		if err := unmountAll(target); err != nil {
+			return err
+		}
+		err = os.Remove(target)
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove rootfs target: %w", err)
 	}
 	return nil
+}
+
+// detachAt detaches every mount stacked at path, each with all mounts
+// below it.
+func detachAt(path string) error {
+	for {
+		err := unix.Unmount(path, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW)
+		switch {
+		case err == nil:
+		case errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOENT):
+			// Not a mount point (any more), or gone.
+			return nil
+		default:
+			return fmt.Errorf("unmount %s: %w", path, err)
+		}
+	}
 }
 
 // unmountAll detaches every mount at or under dir, deepest first, until

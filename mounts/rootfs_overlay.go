@@ -29,13 +29,13 @@ var keptOptions = map[string]bool{
 }
 
 // overlayAt returns the layers of the overlay mounted at dir, or nil if
-// the top mount at dir is not an overlay. dir has no symlinks.
-func overlayAt(dir string) (*idmap.Overlay, error) {
-	ms, err := mountinfo.GetMounts(func(m *mountinfo.Info) (bool, bool) {
-		return m.Mountpoint != dir, false
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read mountinfo: %w", err)
+// the top mount at dir in table is not an overlay. dir has no symlinks.
+func overlayAt(dir string, table MountTable) (*idmap.Overlay, error) {
+	var ms []*mountinfo.Info
+	for _, m := range table {
+		if m.Mountpoint == dir {
+			ms = append(ms, m)
+		}
 	}
 	m := topMount(ms)
 	if m == nil || m.FSType != "overlay" {

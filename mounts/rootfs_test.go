@@ -125,14 +125,14 @@ func (l *dockerLayout) mountIndex(t *testing.T, how int, index string) {
 }
 
 // rootfs calls Rootfs and tears it down at the end of the test.
-func rootfs(t *testing.T, source, target string) {
+func rootfs(t *testing.T, source, target string, table MountTable) {
 	t.Helper()
 	t.Cleanup(func() {
 		if err := Teardown(target); err != nil {
 			t.Error(err)
 		}
 	})
-	if err := Rootfs(source, target, mapped(t, ctrUIDs, ctrGIDs)); err != nil {
+	if err := Rootfs(source, target, mapped(t, ctrUIDs, ctrGIDs), table); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -143,13 +143,16 @@ func TestRootfsOverlay(t *testing.T) {
 		name  string
 		how   int
 		index string
+		// table: the caller hands in the mount table it read once.
+		table bool
 	}{
-		{"absolute diff dirs", absDiffs, "off"},
-		{"absolute l links", absLinks, "off"},
-		{"relative from overlay2 dir", relative, "off"},
+		{"absolute diff dirs", absDiffs, "off", false},
+		{"absolute l links", absLinks, "off", false},
+		{"relative from overlay2 dir", relative, "off", false},
 		// The source's index=on does not stop a second overlay with
 		// index=off on its upper.
-		{"source with index", absLinks, "on"},
+		{"source with index", absLinks, "on", false},
+		{"mount table given", absLinks, "off", true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -157,7 +160,14 @@ func TestRootfsOverlay(t *testing.T) {
 			l := newDockerLayout(t, d, 2)
 			l.mountIndex(t, tc.how, tc.index)
 			target := filepath.Join(d, "run", "rootfs")
-			rootfs(t, l.merged, target)
+			var table MountTable
+			if tc.table {
+				var err error
+				if table, err = ReadMountTable(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rootfs(t, l.merged, target, table)
 			checkContainerView(t, l, target)
 
 			// A work dir of our own sits beside Docker's.
@@ -246,7 +256,7 @@ func TestRootfsPlainDir(t *testing.T) {
 	}
 	fstest.UnmountAtEnd(t, filepath.Join(bundle, "tmp"))
 	target := filepath.Join(d, "run", "rootfs")
-	rootfs(t, bundle, target)
+	rootfs(t, bundle, target, nil)
 
 	got := fstest.Inside(t, sysMap(ctrUIDs), sysMap(ctrGIDs), 0, 0,
 		"stat", filepath.Join(target, "root0"),
@@ -298,7 +308,7 @@ func TestRootfsSharedSource(t *testing.T) {
 			}
 
 			target := filepath.Join(d, "run", "rootfs")
-			rootfs(t, src, target)
+			rootfs(t, src, target, nil)
 			checkFile(t, filepath.Join(target, "sub/marker"), mappedRoot+" file", "marker")
 			checkSlaveOf(t, src, target)
 
@@ -415,7 +425,7 @@ func TestRootfsErrors(t *testing.T) {
 			if tc.uids != nil {
 				uids = tc.uids
 			}
-			err := Rootfs(source, target, mapped(t, uids, ctrGIDs))
+			err := Rootfs(source, target, mapped(t, uids, ctrGIDs), nil)
 			if err == nil {
 				Teardown(target)
 				t.Fatal("no error")
@@ -453,7 +463,7 @@ func TestRootfsErrorsKeepTarget(t *testing.T) {
 			if tc.existing {
 				fstest.MakeTree(t, d, fstest.Node{Path: "run/rootfs", Dir: true})
 			}
-			if err := Rootfs("/proc", target, mapped(t, ctrUIDs, ctrGIDs)); err == nil {
+			if err := Rootfs("/proc", target, mapped(t, ctrUIDs, ctrGIDs), nil); err == nil {
 				t.Fatal("no error")
 			}
 			_, err := os.Lstat(target)
@@ -496,7 +506,7 @@ func TestTeardown(t *testing.T) {
 		setup: func(t *testing.T, target string) {
 			l := newDockerLayout(t, filepath.Dir(target), 2)
 			l.mount(t, absLinks)
-			if err := Rootfs(l.merged, target, mapped(t, ctrUIDs, ctrGIDs)); err != nil {
+			if err := Rootfs(l.merged, target, mapped(t, ctrUIDs, ctrGIDs), nil); err != nil {
 				t.Fatal(err)
 			}
 		},
@@ -628,7 +638,7 @@ func benchRootfs(b *testing.B, layers int) {
 	for i := 0; i < b.N; i++ {
 		// A namespace per create, as the runtime makes one.
 		userns := &idmap.Userns{UIDs: ctrUIDs, GIDs: ctrGIDs}
-		err := Rootfs(source, target, userns)
+		err := Rootfs(source, target, userns, nil)
 		userns.Close()
 		if err != nil {
 			b.Fatal(err)
@@ -695,7 +705,7 @@ func TestRootfsNoDevices(t *testing.T) {
 			d := fstest.TestDir(t)
 			source, nodes := tt.setup(t, d)
 			target := filepath.Join(d, "run", "rootfs")
-			rootfs(t, source, target)
+			rootfs(t, source, target, nil)
 			for _, n := range nodes {
 				if err := os.WriteFile(filepath.Join(source, n), []byte("x"), 0); err != nil {
 					t.Fatalf("the node %s must open at the source, or the test shows nothing: %v", n, err)

@@ -30,12 +30,14 @@ func (r *Runtime) bindsDir(root, id string) string {
 // moat's own that the spec then names. A symlink swapped after the check
 // changes nothing. Mappings the caller gave a mount are replaced by the
 // container's: they could otherwise map onto another container's IDs.
-func (r *Runtime) stageBinds(spec *specs.Spec, id, bundle string, u *idmap.Userns, check func(source string) error) error {
-	// Read once, after the first source is open, and only if one is.
+//
+// readTable returns the host's mount table; it is asked only after the
+// first source is open, and only if one is.
+func (r *Runtime) stageBinds(spec *specs.Spec, id, bundle string, u *idmap.Userns, check func(source string) error, readTable func() (mounts.MountTable, error)) error {
 	var table mounts.MountTable
 	mountTable := func() (mounts.MountTable, error) {
 		if table == nil {
-			t, err := mounts.ReadMountTable()
+			t, err := readTable()
 			if err != nil {
 				return nil, err
 			}

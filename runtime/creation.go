@@ -38,6 +38,9 @@ type creation struct {
 	m       Mapping
 	userns  *idmap.Userns       // of every ID-mapped mount, made on first use
 	devices []specs.LinuxDevice // the devices moat makes the nodes of
+	// table is the host's mount table, read once on first use: it grows
+	// with every running container, so each create reads it at most once.
+	table mounts.MountTable
 
 	c *libcontainer.Container
 }
@@ -169,7 +172,7 @@ func (cr *creation) stageMounts() error {
 		}
 	}
 	check := mountCheck(mp, cr.spec, cr.o.ID, joined, cr.cfg.Docker.DataRoot)
-	if err := cr.r.stageBinds(cr.spec, cr.o.ID, cr.bundle, cr.userns, check); err != nil {
+	if err := cr.r.stageBinds(cr.spec, cr.o.ID, cr.bundle, cr.userns, check, cr.mountTable); err != nil {
 		return err
 	}
 	if err := cr.r.stageSysfs(cr.spec, cr.o.ID, cr.hostNet); err != nil {
@@ -194,11 +197,30 @@ func (cr *creation) buildRootfs() error {
 		source = filepath.Join(cr.bundle, source)
 	}
 	target := cr.r.rootfsTarget(cr.o.ID)
-	if err := mounts.Rootfs(source, target, cr.userns); err != nil {
+	table, err := cr.mountTable()
+	if err != nil {
+		return fmt.Errorf("rootfs %s: %w", source, err)
+	}
+	if err := mounts.Rootfs(source, target, cr.userns, table); err != nil {
 		return fmt.Errorf("rootfs %s: %w", source, err)
 	}
 	cr.spec.Root.Path = target
 	return nil
+}
+
+// mountTable returns the host's mount table as first read during this
+// create. The mounts it is asked about (bind sources once opened, the
+// rootfs mount the engine made) are all there before the first read, and
+// those moat adds itself since are not its concern.
+func (cr *creation) mountTable() (mounts.MountTable, error) {
+	if cr.table == nil {
+		t, err := mounts.ReadMountTable()
+		if err != nil {
+			return nil, err
+		}
+		cr.table = t
+	}
+	return cr.table, nil
 }
 
 // createContainer hands the rewritten spec to libcontainer.

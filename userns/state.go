@@ -8,43 +8,24 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
 const (
-	lockName  = "lock"
-	stateName = "state.json"
-	// stateVersion is bumped on any change of the file's meaning; a file of
-	// another version is refused rather than guessed at.
-	stateVersion = 1
+	lockName = "lock"
+	// stateName holds the allocations, one per line (see encode).
+	stateName = "ranges"
+	// stateHeader opens the state file and names its format; a file of
+	// another format is refused rather than guessed at.
+	stateHeader = "moat id ranges 2"
+	// legacyName is the JSON state of earlier versions, read until the
+	// first change replaces it with stateName.
+	legacyName = "state.json"
 )
-
-// stateFile is the on-disk form, kept apart from the API types so that
-// either may change without the other.
-type stateFile struct {
-	Version     int          `json:"version"`
-	Allocations []allocation `json:"allocations"`
-}
-
-type allocation struct {
-	Index int       `json:"index"`
-	UID   uint32    `json:"uid"`
-	GID   uint32    `json:"gid"`
-	Size  uint32    `json:"size"`
-	Key   string    `json:"key"`
-	Owner ownerFile `json:"owner"`
-	// Shared marks a second holder of another allocation's range.
-	Shared bool `json:"shared,omitempty"`
-}
-
-type ownerFile struct {
-	Root     string `json:"root"`
-	ID       string `json:"id"`
-	PID      int    `json:"pid"`
-	PIDStart uint64 `json:"pid_start"`
-}
 
 // state is the decoded allocation state.
 type state struct {
@@ -53,6 +34,10 @@ type state struct {
 
 func (a *Allocator) statePath() string {
 	return filepath.Join(a.cfg.StateDir, stateName)
+}
+
+func (a *Allocator) legacyPath() string {
+	return filepath.Join(a.cfg.StateDir, legacyName)
 }
 
 // update runs fn on the state under the host-wide lock and, if fn reports a
@@ -109,13 +94,30 @@ func lock(path string) (func(), error) {
 func (a *Allocator) read() (*state, error) {
 	path := a.statePath()
 	data, err := os.ReadFile(path)
+	dec := decode
+	if errors.Is(err, os.ErrNotExist) {
+		// A host upgraded with containers running has only the legacy
+		// file until the first change. A writer renames the new file in
+		// before it removes the old, so a reader that finds neither looks
+		// for the new one again.
+		path = a.legacyPath()
+		dec = decodeLegacy
+		data, err = os.ReadFile(path)
+		if errors.Is(err, os.ErrNotExist) {
+			path, dec = a.statePath(), decode
+			data, err = os.ReadFile(path)
+		}
+	}
 	if errors.Is(err, os.ErrNotExist) {
 		return &state{}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read id allocation state: %w", err)
 	}
-	st, err := decode(data)
+	st, err := dec(data)
+	if err == nil {
+		err = check(st)
+	}
 	if err != nil && fromEarlierBoot(path) {
 		// Only a crash of the machine tears a file replaced by rename,
 		// and no container of an earlier boot is left.
@@ -128,8 +130,136 @@ func (a *Allocator) read() (*state, error) {
 	return st, nil
 }
 
+// decode parses the state file: the header line, then one allocation per
+// line as encode writes it. It is plain text rather than JSON because every
+// create and delete reads and rewrites it, with as many lines as there are
+// containers, and decoding JSON by reflection in a fresh process costs
+// milliseconds at a few hundred.
 func decode(data []byte) (*state, error) {
-	var f stateFile
+	text := string(data)
+	header, rest, ok := strings.Cut(text, "\n")
+	if !ok || header != stateHeader {
+		return nil, fmt.Errorf("first line is not %q", stateHeader)
+	}
+	st := &state{Ranges: make([]Range, 0, strings.Count(rest, "\n"))}
+	for n := 2; rest != ""; n++ {
+		var line string
+		line, rest, ok = strings.Cut(rest, "\n")
+		if !ok {
+			return nil, fmt.Errorf("line %d: no newline at the end", n)
+		}
+		r, err := decodeRange(line)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", n, err)
+		}
+		st.Ranges = append(st.Ranges, r)
+	}
+	return st, nil
+}
+
+// The numeric fields of a line, in order; the owner's root and ID follow,
+// quoted.
+const rangeFields = "index uid gid size shared pid pid-start"
+
+func decodeRange(line string) (Range, error) {
+	var nums [7]uint64
+	for i := range nums {
+		field, rest, ok := strings.Cut(line, " ")
+		if !ok {
+			return Range{}, fmt.Errorf("want %s root id, got %q", rangeFields, line)
+		}
+		v, err := strconv.ParseUint(field, 10, 64)
+		if err != nil {
+			return Range{}, fmt.Errorf("field %d: %w", i+1, err)
+		}
+		nums[i] = v
+		line = rest
+	}
+	root, line, err := unquotePrefix(line)
+	if err != nil {
+		return Range{}, fmt.Errorf("root: %w", err)
+	}
+	line, ok := strings.CutPrefix(line, " ")
+	if !ok {
+		return Range{}, errors.New("no container id after the root")
+	}
+	id, line, err := unquotePrefix(line)
+	if err != nil {
+		return Range{}, fmt.Errorf("container id: %w", err)
+	}
+	if line != "" {
+		return Range{}, fmt.Errorf("trailing %q", line)
+	}
+	const maxInt = int(^uint(0) >> 1)
+	switch {
+	case nums[0] > uint64(maxInt) || nums[5] > uint64(maxInt):
+		return Range{}, errors.New("index or pid out of range")
+	case nums[1] > maxID || nums[2] > maxID || nums[3] > maxID:
+		return Range{}, errors.New("id out of range")
+	case nums[4] > 1:
+		return Range{}, fmt.Errorf("shared is %d, want 0 or 1", nums[4])
+	}
+	return Range{
+		Index: int(nums[0]), UID: uint32(nums[1]), GID: uint32(nums[2]), Size: uint32(nums[3]), Shared: nums[4] == 1,
+		Owner: Owner{Root: root, ID: id, PID: int(nums[5]), PIDStart: nums[6]},
+	}, nil
+}
+
+// unquotePrefix reads one Go-quoted string from the start of s.
+func unquotePrefix(s string) (string, string, error) {
+	q, err := strconv.QuotedPrefix(s)
+	if err != nil {
+		return "", "", err
+	}
+	v, err := strconv.Unquote(q)
+	return v, s[len(q):], err
+}
+
+// encode writes the state as decode reads it: a header line, then per
+// allocation its numbers and its owner's root and ID, Go-quoted so that
+// any path or ID reads back as it was.
+func encode(st *state) []byte {
+	b := make([]byte, 0, len(stateHeader)+1+len(st.Ranges)*160)
+	b = append(b, stateHeader...)
+	b = append(b, '\n')
+	for _, r := range st.Ranges {
+		shared := uint64(0)
+		if r.Shared {
+			shared = 1
+		}
+		for _, v := range []uint64{uint64(r.Index), uint64(r.UID), uint64(r.GID), uint64(r.Size), shared, uint64(r.Owner.PID), r.Owner.PIDStart} {
+			b = strconv.AppendUint(b, v, 10)
+			b = append(b, ' ')
+		}
+		b = strconv.AppendQuote(b, r.Owner.Root)
+		b = append(b, ' ')
+		b = strconv.AppendQuote(b, r.Owner.ID)
+		b = append(b, '\n')
+	}
+	return b
+}
+
+// legacyFile is the JSON state of earlier versions.
+type legacyFile struct {
+	Version     int `json:"version"`
+	Allocations []struct {
+		Index int    `json:"index"`
+		UID   uint32 `json:"uid"`
+		GID   uint32 `json:"gid"`
+		Size  uint32 `json:"size"`
+		Key   string `json:"key"`
+		Owner struct {
+			Root     string `json:"root"`
+			ID       string `json:"id"`
+			PID      int    `json:"pid"`
+			PIDStart uint64 `json:"pid_start"`
+		} `json:"owner"`
+		Shared bool `json:"shared,omitempty"`
+	} `json:"allocations"`
+}
+
+func decodeLegacy(data []byte) (*state, error) {
+	var f legacyFile
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&f); err != nil {
 		return nil, err
@@ -137,33 +267,45 @@ func decode(data []byte) (*state, error) {
 	if dec.More() {
 		return nil, errors.New("trailing data after the state")
 	}
-	if f.Version != stateVersion {
-		return nil, fmt.Errorf("unknown version %d, want %d", f.Version, stateVersion)
+	if f.Version != 1 {
+		return nil, fmt.Errorf("unknown version %d, want 1", f.Version)
 	}
 	st := &state{Ranges: make([]Range, 0, len(f.Allocations))}
-	keys := make(map[string]bool, len(f.Allocations))
 	for _, al := range f.Allocations {
 		o := Owner{Root: al.Owner.Root, ID: al.Owner.ID, PID: al.Owner.PID, PIDStart: al.Owner.PIDStart}
-		switch {
-		case al.Size == 0:
-			return nil, fmt.Errorf("allocation of %s has size 0", o)
-		case uint64(al.UID)+uint64(al.Size) > maxID, uint64(al.GID)+uint64(al.Size) > maxID:
-			return nil, fmt.Errorf("allocation of %s runs past the last id", o)
-		case al.Key != o.Key():
+		// The legacy file kept the owner's identity twice.
+		if al.Key != o.Root+"\x00"+o.ID {
 			return nil, fmt.Errorf("allocation key %q does not match its owner %s", al.Key, o)
-		case keys[al.Key]:
-			return nil, fmt.Errorf("owner %s holds two allocations", o)
 		}
-		keys[al.Key] = true
 		st.Ranges = append(st.Ranges, Range{Index: al.Index, UID: al.UID, GID: al.GID, Size: al.Size, Owner: o, Shared: al.Shared})
 	}
+	return st, nil
+}
+
+// check refuses a state that cannot be right, whichever file it came from.
+func check(st *state) error {
+	keys := make(map[[2]string]bool, len(st.Ranges))
+	for _, r := range st.Ranges {
+		o := r.Owner
+		switch {
+		case r.Size == 0:
+			return fmt.Errorf("allocation of %s has size 0", o)
+		case uint64(r.UID)+uint64(r.Size) > maxID, uint64(r.GID)+uint64(r.Size) > maxID:
+			return fmt.Errorf("allocation of %s runs past the last id", o)
+		case o.ID == "":
+			return errors.New("allocation with an empty container id")
+		case keys[[2]string{o.Root, o.ID}]:
+			return fmt.Errorf("owner %s holds two allocations", o)
+		}
+		keys[[2]string{o.Root, o.ID}] = true
+	}
 	if err := checkDisjoint(st.Ranges, func(r Range) uint32 { return r.UID }); err != nil {
-		return nil, fmt.Errorf("uids: %w", err)
+		return fmt.Errorf("uids: %w", err)
 	}
 	if err := checkDisjoint(st.Ranges, func(r Range) uint32 { return r.GID }); err != nil {
-		return nil, fmt.Errorf("gids: %w", err)
+		return fmt.Errorf("gids: %w", err)
 	}
-	return st, nil
+	return nil
 }
 
 // checkDisjoint refuses a state in which two owners share IDs, which would
@@ -185,46 +327,17 @@ func checkDisjoint(rs []Range, start func(Range) uint32) error {
 }
 
 func (a *Allocator) write(st *state) error {
-	f := stateFile{Version: stateVersion, Allocations: make([]allocation, 0, len(st.Ranges))}
 	sort.SliceStable(st.Ranges, func(i, j int) bool { return st.Ranges[i].UID < st.Ranges[j].UID })
-	for _, r := range st.Ranges {
-		f.Allocations = append(f.Allocations, allocation{
-			Index: r.Index, UID: r.UID, GID: r.GID, Size: r.Size, Key: r.Owner.Key(),
-			Owner:  ownerFile{Root: r.Owner.Root, ID: r.Owner.ID, PID: r.Owner.PID, PIDStart: r.Owner.PIDStart},
-			Shared: r.Shared,
-		})
-	}
-	data, err := encodeState(f)
-	if err != nil {
-		return err
-	}
 	// A fixed temp name is safe under the lock, and a temp file left by a
 	// killed holder is simply overwritten by the next one.
-	if err := writeAtomic(a.statePath(), a.statePath()+".tmp", data, 0o600); err != nil {
+	if err := writeAtomic(a.statePath(), a.statePath()+".tmp", encode(st), 0o600); err != nil {
 		return fmt.Errorf("write id allocation state: %w", err)
 	}
-	return nil
-}
-
-// encodeState writes the state as JSON with one allocation per line: as
-// readable as indented JSON, without indenting's second pass over a file
-// that every create rewrites and that grows with the containers running.
-func encodeState(f stateFile) ([]byte, error) {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "{\"version\":%d,\"allocations\":[", f.Version)
-	for i, al := range f.Allocations {
-		line, err := json.Marshal(al)
-		if err != nil {
-			return nil, err
-		}
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteByte('\n')
-		b.Write(line)
+	// Only now is the legacy state superseded (see read).
+	if err := os.Remove(a.legacyPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove superseded id allocation state: %w", err)
 	}
-	b.WriteString("\n]}\n")
-	return b.Bytes(), nil
+	return nil
 }
 
 // fromEarlierBoot tells whether the file at path was last written before
@@ -271,18 +384,18 @@ func writeAtomic(path, tmp string, data []byte, mode os.FileMode) (retErr error)
 	return os.Rename(tmp, path)
 }
 
-func (st *state) get(key string) (Range, bool) {
+func (st *state) get(root, id string) (Range, bool) {
 	for _, r := range st.Ranges {
-		if r.Owner.Key() == key {
+		if r.Owner.Root == root && r.Owner.ID == id {
 			return r, true
 		}
 	}
 	return Range{}, false
 }
 
-func (st *state) remove(key string) bool {
+func (st *state) remove(root, id string) bool {
 	for i, r := range st.Ranges {
-		if r.Owner.Key() == key {
+		if r.Owner.Root == root && r.Owner.ID == id {
 			st.Ranges = append(st.Ranges[:i], st.Ranges[i+1:]...)
 			return true
 		}

@@ -58,11 +58,6 @@ type Owner struct {
 	PIDStart uint64
 }
 
-// Key is the owner's identity in the allocation state.
-func (o Owner) Key() string {
-	return o.Root + "\x00" + o.ID
-}
-
 // String is for messages.
 func (o Owner) String() string {
 	return fmt.Sprintf("%s of %s", o.ID, o.Root)
@@ -188,7 +183,7 @@ func (a *Allocator) take(o Owner, alive func(Owner) bool, pick func(*state) (Ran
 	var got Range
 	err := a.update(func(st *state) (bool, error) {
 		freed := a.reclaim(st, alive)
-		if r, ok := st.get(o.Key()); ok {
+		if r, ok := st.get(o.Root, o.ID); ok {
 			return len(freed) > 0, fmt.Errorf("%w: container %s holds uids and gids from %d and %d (duplicate container ID?)", ErrInUse, o, r.UID, r.GID)
 		}
 		r, err := pick(st)
@@ -217,10 +212,9 @@ func (a *Allocator) exhausted(uid, gid subID) error {
 // Release frees the range of the container id under root and reports
 // whether there was one. Releasing what is not allocated is not an error.
 func (a *Allocator) Release(root, id string) (bool, error) {
-	key := Owner{Root: root, ID: id}.Key()
 	var held bool
 	err := a.update(func(st *state) (bool, error) {
-		held = st.remove(key)
+		held = st.remove(root, id)
 		return held, nil
 	})
 	return held, err
@@ -232,7 +226,7 @@ func (a *Allocator) Get(root, id string) (Range, bool, error) {
 	if err != nil {
 		return Range{}, false, err
 	}
-	r, ok := st.get(Owner{Root: root, ID: id}.Key())
+	r, ok := st.get(root, id)
 	return r, ok, nil
 }
 

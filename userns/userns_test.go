@@ -396,21 +396,37 @@ func TestAllocateReclaims(t *testing.T) {
 }
 
 func TestCorruptState(t *testing.T) {
-	for _, tc := range []struct{ name, content string }{
-		{"empty", ""},
-		{"not json", "garbage"},
-		{"not ours", `{"foo": 1}`},
-		{"unknown version", `{"version": 2, "allocations": []}`},
-		{"trailing data", `{"version": 1} {}`},
-		{"size zero", `{"version": 1, "allocations": [{"uid": 100000, "gid": 100000, "size": 0, "key": "r\u0000a", "owner": {"root": "r", "id": "a"}}]}`},
-		{"key mismatch", `{"version": 1, "allocations": [{"uid": 100000, "gid": 100000, "size": 65536, "key": "x", "owner": {"root": "r", "id": "a"}}]}`},
-		{"overlap", `{"version": 1, "allocations": [
+	const good = "0 100000 100000 65536 0 7 9 \"r\" \"a\"\n"
+	for _, tc := range []struct{ name, file, content string }{
+		{"empty", "ranges", ""},
+		{"no header", "ranges", good},
+		{"other format", "ranges", "moat id ranges 3\n"},
+		{"no final newline", "ranges", "moat id ranges 2\n" + strings.TrimSuffix(good, "\n")},
+		{"short line", "ranges", "moat id ranges 2\n0 100000 100000 65536\n"},
+		{"not a number", "ranges", "moat id ranges 2\n0 x 100000 65536 0 7 9 \"r\" \"a\"\n"},
+		{"unquoted", "ranges", "moat id ranges 2\n0 100000 100000 65536 0 7 9 r a\n"},
+		{"no id", "ranges", "moat id ranges 2\n0 100000 100000 65536 0 7 9 \"r\"\n"},
+		{"empty id", "ranges", "moat id ranges 2\n0 100000 100000 65536 0 7 9 \"r\" \"\"\n"},
+		{"trailing field", "ranges", "moat id ranges 2\n0 100000 100000 65536 0 7 9 \"r\" \"a\" x\n"},
+		{"shared not a flag", "ranges", "moat id ranges 2\n0 100000 100000 65536 2 7 9 \"r\" \"a\"\n"},
+		{"size zero", "ranges", "moat id ranges 2\n0 100000 100000 0 0 7 9 \"r\" \"a\"\n"},
+		{"past the last id", "ranges", "moat id ranges 2\n0 4294967295 100000 65536 0 7 9 \"r\" \"a\"\n"},
+		{"id too large", "ranges", "moat id ranges 2\n0 4294967296 100000 65536 0 7 9 \"r\" \"a\"\n"},
+		{"same owner twice", "ranges", "moat id ranges 2\n" + good + "1 165536 165536 65536 0 7 9 \"r\" \"a\"\n"},
+		{"overlap", "ranges", "moat id ranges 2\n" + good + "1 165535 300000 65536 0 7 9 \"r\" \"b\"\n"},
+		{"legacy not json", "state.json", "garbage"},
+		{"legacy not ours", "state.json", `{"foo": 1}`},
+		{"legacy unknown version", "state.json", `{"version": 2, "allocations": []}`},
+		{"legacy trailing data", "state.json", `{"version": 1} {}`},
+		{"legacy size zero", "state.json", `{"version": 1, "allocations": [{"uid": 100000, "gid": 100000, "size": 0, "key": "r\u0000a", "owner": {"root": "r", "id": "a"}}]}`},
+		{"legacy key mismatch", "state.json", `{"version": 1, "allocations": [{"uid": 100000, "gid": 100000, "size": 65536, "key": "x", "owner": {"root": "r", "id": "a"}}]}`},
+		{"legacy overlap", "state.json", `{"version": 1, "allocations": [
 			{"uid": 100000, "gid": 100000, "size": 65536, "key": "r\u0000a", "owner": {"root": "r", "id": "a"}},
 			{"uid": 165535, "gid": 300000, "size": 65536, "key": "r\u0000b", "owner": {"root": "r", "id": "b"}}]}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a, cfg := newTest(t, nil, nil)
-			path := filepath.Join(cfg.StateDir, "state.json")
+			path := filepath.Join(cfg.StateDir, tc.file)
 			if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 				t.Fatal(err)
 			}
@@ -443,7 +459,7 @@ func TestStateFile(t *testing.T) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(cfg.StateDir, "state.json.tmp"), []byte("half"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(cfg.StateDir, "ranges.tmp"), []byte("half"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	o := Owner{Root: "/run/test", ID: "a", PID: os.Getpid()}
@@ -455,30 +471,50 @@ func TestStateFile(t *testing.T) {
 	if r.Owner.PIDStart != start {
 		t.Errorf("PIDStart %d, want %d filled in", r.Owner.PIDStart, start)
 	}
-
-	var f struct {
-		Version     int
-		Allocations []struct {
-			Index          int
-			UID, GID, Size uint32
-			Key            string
-			Owner          struct {
-				Root, ID string
-				PID      int
-				PIDStart uint64 `json:"pid_start"`
-			}
-		}
+	want := fmt.Sprintf("moat id ranges 2\n0 100000 100000 %d 0 %d %d \"/run/test\" \"a\"\n", mib, os.Getpid(), start)
+	if got := readFile(t, filepath.Join(cfg.StateDir, "ranges")); got != want {
+		t.Errorf("state on disk:\n%s\nwant:\n%s", got, want)
 	}
-	if err := json.Unmarshal([]byte(readFile(t, filepath.Join(cfg.StateDir, "state.json"))), &f); err != nil {
+}
+
+// A host upgraded with containers running has their ranges in the JSON
+// state of earlier versions: they stay allocated, and the first change
+// moves them to the current file.
+func TestLegacyState(t *testing.T) {
+	a, cfg := newTest(t, nil, nil)
+	legacy := filepath.Join(cfg.StateDir, "state.json")
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if f.Version != 1 || len(f.Allocations) != 1 {
-		t.Fatalf("state %+v", f)
+	old := `{"version":1,"allocations":[
+{"index":0,"uid":100000,"gid":100000,"size":65536,"key":"/run/x\u0000a","owner":{"root":"/run/x","id":"a","pid":7,"pid_start":9}},
+{"index":1,"uid":165536,"gid":165536,"size":65536,"key":"/run/x\u0000b","owner":{"root":"/run/x","id":"b","pid":7,"pid_start":9}, "shared": true}
+]}
+`
+	if err := os.WriteFile(legacy, []byte(old), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	al := f.Allocations[0]
-	if al.Index != 0 || al.UID != 100000 || al.GID != 100000 || al.Size != mib || al.Key != "/run/test\x00a" ||
-		al.Owner.Root != "/run/test" || al.Owner.ID != "a" || al.Owner.PID != os.Getpid() || al.Owner.PIDStart != start {
-		t.Errorf("allocation on disk %+v", al)
+	before, err := a.List()
+	if err != nil || len(before) != 2 || before[0].Owner.ID != "a" || !before[1].Shared || before[1].Owner.PIDStart != 9 {
+		t.Fatalf("legacy state read as %+v, %v", before, err)
+	}
+	alive := func(Owner) bool { return true }
+	r, err := a.Allocate(owner("c"), alive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Index != 2 {
+		t.Errorf("new range %+v, want the third: the legacy ranges are in use", r)
+	}
+	if _, err := os.Stat(legacy); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("legacy state still there after a change: %v", err)
+	}
+	after, err := a.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(after[:2], before) || len(after) != 3 {
+		t.Errorf("after the move: %+v, want %+v and the new range", after, before)
 	}
 }
 
@@ -698,7 +734,7 @@ func TestCheckDisjointShared(t *testing.T) {
 // written during this boot is refused (TestCorruptState).
 func TestTornStateOfEarlierBoot(t *testing.T) {
 	a, cfg := newTest(t, nil, nil)
-	path := filepath.Join(cfg.StateDir, "state.json")
+	path := filepath.Join(cfg.StateDir, "ranges")
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -757,26 +793,43 @@ func BenchmarkAllocateAmong(b *testing.B) {
 	}
 }
 
-// The state file reads back as written, whatever the number of
-// allocations, and is one allocation per line.
+// The state file reads back as written, whatever the owners' roots and
+// IDs hold, one allocation per line.
 func TestEncodeState(t *testing.T) {
-	for _, n := range []int{0, 1, 3} {
-		f := stateFile{Version: stateVersion, Allocations: []allocation{}}
-		for i := 0; i < n; i++ {
-			o := Owner{Root: "/run/x", ID: "c" + strconv.Itoa(i), PID: 7}
-			f.Allocations = append(f.Allocations, allocation{Index: i, UID: uint32(100000 + i*mib), GID: uint32(100000 + i*mib), Size: mib, Key: o.Key(),
-				Owner: ownerFile{Root: o.Root, ID: o.ID, PID: o.PID}})
+	odd := []Owner{
+		{Root: "/run/x", ID: "c0", PID: 7, PIDStart: 1 << 40},
+		{Root: "/run/with space", ID: "quote\"and\\back"},
+		{Root: "/run/x", ID: "new\nline and tab\t"},
+		{Root: "/run/ünïcode", ID: "\x00\xff"},
+	}
+	for n := 0; n <= len(odd); n++ {
+		st := &state{Ranges: []Range{}}
+		for i, o := range odd[:n] {
+			st.Ranges = append(st.Ranges, Range{Index: i, UID: uint32(100000 + i*mib), GID: uint32(200000 + i*mib), Size: mib, Owner: o, Shared: i%2 == 1})
 		}
-		data, err := encodeState(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := decode(data)
+		data := encode(st)
+		got, err := decode(data)
 		if err != nil {
 			t.Fatalf("%d allocations: %v\n%s", n, err, data)
 		}
-		if len(st.Ranges) != n || strings.Count(string(data), "\n") != n+2 {
-			t.Fatalf("%d allocations: read back %d, file:\n%s", n, len(st.Ranges), data)
+		if !reflect.DeepEqual(got, st) || strings.Count(string(data), "\n") != n+1 {
+			t.Fatalf("%d allocations: read back %+v, file:\n%s", n, got, data)
 		}
 	}
+}
+
+// Whatever decode accepts, encode writes so that it reads back the same.
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte("moat id ranges 2\n0 100000 100000 65536 0 7 9 \"r\" \"a\"\n"))
+	f.Add([]byte("moat id ranges 2\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		st, err := decode(data)
+		if err != nil {
+			return
+		}
+		again, err := decode(encode(st))
+		if err != nil || !reflect.DeepEqual(again, st) {
+			t.Fatalf("%q read back as %+v, %v; want %+v", data, again, err, st)
+		}
+	})
 }
