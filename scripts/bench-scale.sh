@@ -2,7 +2,10 @@
 # moat at scale, through dockerd, against runc on the same machine:
 #   1. 100 `docker run -d ... sleep 600`, 10 at a time: time, all started,
 #      distinct ID ranges;
-#   2. `docker run --rm true` with none and with 200 moat containers running;
+#   2. with none and with 200 moat containers running, both runtimes
+#      alternately: `docker run --rm true`, and `run` of a bundle shaped like
+#      docker's (an overlay rootfs, bind-mounted files), which is the
+#      runtime's own create, start and delete without dockerd;
 #   3. what stays resident per running container: moat processes (none are
 #      expected: moat exits once the container runs) and the shim's memory.
 # Run it through `make bench` (SCALE=0 skips it). It removes every container
@@ -15,12 +18,19 @@ RUNS=${SCALE_RUNS:-100}
 PAR=${SCALE_PAR:-10}
 MANY=${SCALE_MANY:-200}
 K=${SCALE_K:-10}
+RUNC=${RUNC:-$(command -v runc)}
 tag=moatscale$$
+work=$(mktemp -d /tmp/moat-scale.XXXXXX)
 
 cleanup() {
   "$DOCKER" ps -aq --filter "name=^$tag" | xargs -r -n 50 "$DOCKER" rm -f >/dev/null 2>&1 || true
 }
-trap cleanup EXIT INT TERM
+finish() {
+  cleanup
+  umount "$work/bundle/rootfs" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap finish EXIT INT TERM
 
 ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
@@ -48,12 +58,34 @@ shim_kb() {
   echo "$total"
 }
 
-# life_ms RUNTIME: median of K `docker run --rm true`.
-life_ms() {
-  local i t0
+# The bundle: busybox `true` on an overlay, as docker and containerd mount
+# it, with files bound in as docker binds /etc/hosts and /etc/resolv.conf.
+"$(dirname "$0")/mkrootfs.sh" "$work/lower"
+mkdir -p "$work/upper" "$work/ovwork" "$work/bundle/rootfs"
+mount -t overlay overlay -o "lowerdir=$work/lower,upperdir=$work/upper,workdir=$work/ovwork" "$work/bundle/rootfs"
+echo "127.0.0.1 localhost" >"$work/hosts"
+echo "nameserver 127.0.0.1" >"$work/resolv.conf"
+(cd "$work/bundle" && "$MOAT" spec && jq --arg w "$work" '.process.terminal=false | .process.args=["true"]
+    | .mounts += [{"destination":"/etc/hosts","type":"bind","source":($w+"/hosts"),"options":["rbind","ro"]},
+                  {"destination":"/etc/resolv.conf","type":"bind","source":($w+"/resolv.conf"),"options":["rbind","ro"]}]' \
+    config.json >c && mv c config.json)
+
+# measure WHEN: K rounds, each of `docker run --rm true` and a bundle `run`
+# under both runtimes; sets the medians docker_moat_WHEN, docker_runc_WHEN,
+# bundle_moat_WHEN and bundle_runc_WHEN.
+measure() {
+  local when=$1 i t0 rt
+  : >"$work/t"
   for i in $(seq "$K"); do
-    t0=$(date +%s%N); "$DOCKER" run --rm --runtime "$1" "$IMAGE" true >/dev/null; ms "$t0"
-  done | median
+    for rt in moat runc; do
+      t0=$(date +%s%N); "$DOCKER" run --rm --runtime "$rt" "$IMAGE" true >/dev/null; echo "docker_$rt $(ms "$t0")" >>"$work/t"
+    done
+    t0=$(date +%s%N); "$MOAT" --root "$work/moat" run --bundle "$work/bundle" "$when$i" >/dev/null; echo "bundle_moat $(ms "$t0")" >>"$work/t"
+    t0=$(date +%s%N); "$RUNC" --root "$work/runc" run --bundle "$work/bundle" "$when$i" >/dev/null; echo "bundle_runc $(ms "$t0")" >>"$work/t"
+  done
+  for k in docker_moat docker_runc bundle_moat bundle_runc; do
+    printf -v "${k}_$when" '%s' "$(awk -v k="$k" '$1 == k {print $2}' "$work/t" | median)"
+  done
 }
 
 echo
@@ -76,8 +108,19 @@ moat_procs=$(pgrep -x moat | wc -l || true)
 echo "  moat processes resident while $RUNS moat containers run: $moat_procs"
 cleanup
 
-none=$(life_ms moat)
+measure none
 start_many moat "$MANY" "$tag-many" >/dev/null
 [ "$(running "$tag-many")" = "$MANY" ] || { echo "not all $MANY started" >&2; exit 1; }
-busy=$(life_ms moat)
-printf '| %-52s | %10s | %10s | %5s |\n' "docker run --rm true, moat: $MANY running vs none (ms)" "$busy" "$none" "$(ratio "$busy" "$none")"
+measure busy
+row "docker run --rm true, none running (ms)" "$docker_moat_none" "$docker_runc_none"
+row "docker run --rm true, $MANY moat running (ms)" "$docker_moat_busy" "$docker_runc_busy"
+row "bundle run, none running (ms)" "$bundle_moat_none" "$bundle_runc_none"
+row "bundle run, $MANY moat running (ms)" "$bundle_moat_busy" "$bundle_runc_busy"
+echo
+echo "growth with $MANY moat containers running (ratio: $MANY running / none)"
+printf '| %-52s | %10s | %10s | %5s |\n' "runtime and measurement" "$MANY running" "none" "ratio"
+printf '|%s|%s|%s|%s|\n' "------------------------------------------------------" "------------" "------------" "-------"
+row "moat, docker run --rm true (ms)" "$docker_moat_busy" "$docker_moat_none"
+row "runc, docker run --rm true (ms)" "$docker_runc_busy" "$docker_runc_none"
+row "moat, bundle run (ms)" "$bundle_moat_busy" "$bundle_moat_none"
+row "runc, bundle run (ms)" "$bundle_runc_busy" "$bundle_runc_none"
