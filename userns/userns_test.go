@@ -475,6 +475,14 @@ func TestStateFile(t *testing.T) {
 	if got := readFile(t, filepath.Join(cfg.StateDir, "ranges")); got != want {
 		t.Errorf("state on disk:\n%s\nwant:\n%s", got, want)
 	}
+	// Later writes exchange the new file with the old and remove that.
+	mustAllocate(t, a, Owner{Root: "/run/test", ID: "b", PID: os.Getpid()})
+	if rs, err := a.List(); err != nil || len(rs) != 2 {
+		t.Errorf("after a second allocation: %+v, %v", rs, err)
+	}
+	if names, _ := filepath.Glob(filepath.Join(cfg.StateDir, "*")); len(names) != 2 {
+		t.Errorf("state dir holds %v, want the lock and the state", names)
+	}
 }
 
 // A host upgraded with containers running has their ranges in the JSON
