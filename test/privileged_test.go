@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/moatrt/moat/internal/fstest"
@@ -524,5 +525,114 @@ func TestPrivilegedStillWorks(t *testing.T) {
 			}
 			t.Fatalf("ip link add %s type %s failed in a privileged container: %s", link, kind, r)
 		})
+	}
+}
+
+// sealWatcher runs in a privileged container as the attacker of
+// CVE-2019-5736: it waits for a process whose executable is not the
+// image's busybox (the runtime's init for a `docker exec`), tries to hold
+// that executable open, and if it can, writes through what it holds once
+// the process has exited. It logs each step to /tmp/seal.log.
+const sealWatcher = `
+while :; do
+  for e in /proc/[0-9]*/exe; do
+    t=$(readlink "$e" 2>/dev/null)
+    [ "$t" = /bin/busybox ] && continue
+    if ! (exec 3<"$e") 2>/dev/null; then
+      echo "cannot-open $e $t" >>/tmp/seal.log
+      continue
+    fi
+    exec 3<"$e"
+    echo "held $e $t $(stat -L -c %d:%i /proc/$$/fd/3)" >>/tmp/seal.log
+    while [ -e "${e%/exe}" ]; do :; done
+    if (echo pwned >>/proc/$$/fd/3) 2>>/tmp/seal.log; then echo WROTE >>/tmp/seal.log; else echo refused >>/tmp/seal.log; fi
+    exit 0
+  done
+done`
+
+// The runtime binary a `docker exec` runs inside a privileged container
+// cannot be overwritten from the container (CVE-2019-5736). This test
+// races the exec as the attacker would. Three things stand in the way:
+// the exec's process is not dumpable until it runs the container's
+// program, so its executable cannot be opened through /proc; what it runs
+// is a sealed copy, not the host's file (libcontainer's exeseal); and the
+// container's root is an unprivileged host uid, which cannot write a host
+// root's file in any case.
+func TestRuntimeBinarySealed(t *testing.T) {
+	n := privContainer(t)
+	mustDocker(t, "exec", "-d", n, "sh", "-c", sealWatcher)
+	// The host's root watches too, from outside, for what the exec's
+	// process runs.
+	stop := make(chan struct{})
+	seen := make(chan []string)
+	go func() { seen <- watchInits(stop) }()
+	var log string
+	for i := 0; i < 30 && strings.Count(log, "cannot-open") < 3 && !strings.Contains(log, "refused") && !strings.Contains(log, "WROTE"); i++ {
+		docker("exec", n, "true")
+		log = docker("exec", n, "cat", "/tmp/seal.log").stdout
+	}
+	close(stop)
+	inits := <-seen
+	t.Logf("attacker's log:\n%s", log)
+	if strings.Contains(log, "WROTE") {
+		t.Fatalf("the container wrote through the runtime's executable")
+	}
+	if !strings.Contains(log, "held") && !strings.Contains(log, "cannot-open") {
+		t.Fatalf("the attacker never saw the exec's runtime process; the test proves nothing")
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(moatBin, &st); err != nil {
+		t.Fatal(err)
+	}
+	host := fmt.Sprintf("%d:%d", st.Dev, st.Ino)
+	t.Logf("%s is %s; the exec's init ran %v", moatBin, host, inits)
+	if len(inits) == 0 {
+		t.Error("the host never saw an exec's init process")
+	}
+	for _, exe := range inits {
+		if exe == host {
+			t.Errorf("an exec's init runs the host's %s itself, not a sealed copy", moatBin)
+		}
+	}
+	for _, l := range strings.Split(log, "\n") {
+		if f := strings.Fields(l); len(f) == 4 && f[0] == "held" && f[3] == host {
+			t.Errorf("the exec's process runs the host's %s itself (%s), not a sealed copy", moatBin, l)
+		}
+	}
+	if data, err := os.ReadFile(moatBin); err == nil && bytes.HasSuffix(data, []byte("pwned\n")) {
+		t.Errorf("%s ends with the attacker's bytes", moatBin)
+	}
+}
+
+// watchInits scans the host's processes until stop is closed and returns
+// the device:inode of each executable that a runtime init process (comm
+// runc:[2:INIT], as libcontainer names it) ran.
+func watchInits(stop chan struct{}) []string {
+	found := map[string]bool{}
+	for {
+		select {
+		case <-stop:
+			out := make([]string, 0, len(found))
+			for k := range found {
+				out = append(out, k)
+			}
+			sort.Strings(out)
+			return out
+		default:
+		}
+		ents, _ := os.ReadDir("/proc")
+		for _, e := range ents {
+			if _, err := strconv.Atoi(e.Name()); err != nil {
+				continue
+			}
+			comm, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
+			if err != nil || string(comm) != "runc:[2:INIT]\n" {
+				continue
+			}
+			var st syscall.Stat_t
+			if syscall.Stat(filepath.Join("/proc", e.Name(), "exe"), &st) == nil {
+				found[fmt.Sprintf("%d:%d", st.Dev, st.Ino)] = true
+			}
+		}
 	}
 }
