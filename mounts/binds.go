@@ -265,6 +265,17 @@ func TeardownStaged(dir string) error {
 	return nil
 }
 
+// DetachStaged takes the staged mounts in dir off the host once the
+// container's init has bound them in, leaving dir for TeardownStaged.
+// Idempotent.
+func DetachStaged(dir string) error {
+	dir, found, err := realPath(dir)
+	if err != nil || !found {
+		return err
+	}
+	return detachStaged(dir)
+}
+
 // detachStaged detaches the mounts at dir and at each of its entries.
 func detachStaged(dir string) error {
 	if err := detachAt(dir); err != nil {

@@ -890,30 +890,44 @@ func TestTeardownStaged(t *testing.T) {
 		},
 	}}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			d := fstest.TestDir(t)
-			dir := filepath.Join(d, "run", "binds")
-			if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-				t.Fatal(err)
+		// A running container's staged mounts are detached first.
+		for _, detach := range []bool{false, true} {
+			name := tc.name
+			if detach {
+				name += ", detached first"
 			}
-			tc.setup(t, d, dir)
-			for i := 0; i < 2; i++ {
-				if err := TeardownStaged(dir); err != nil {
-					t.Fatalf("teardown %d: %v", i+1, err)
-				}
-				if left := fstest.MountsUnder(t, dir); len(left) > 0 {
-					t.Errorf("teardown %d left %v", i+1, left)
-				}
-				if _, err := os.Lstat(dir); !errors.Is(err, os.ErrNotExist) {
-					t.Errorf("teardown %d left %s: %v", i+1, dir, err)
-				}
-			}
-			for _, p := range tc.sources {
-				if _, err := os.Lstat(filepath.Join(d, p)); err != nil {
-					t.Errorf("source %s after teardown: %v", p, err)
-				}
-			}
-		})
+			t.Run(name, func(t *testing.T) { teardownStaged(t, tc.setup, tc.sources, detach) })
+		}
+	}
+}
+
+func teardownStaged(t *testing.T, setup func(t *testing.T, d, dir string), sources []string, detach bool) {
+	d := fstest.TestDir(t)
+	dir := filepath.Join(d, "run", "binds")
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	setup(t, d, dir)
+	if detach {
+		if err := DetachStaged(dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 2; i++ {
+		if err := TeardownStaged(dir); err != nil {
+			t.Fatalf("teardown %d: %v", i+1, err)
+		}
+		if left := fstest.MountsUnder(t, dir); len(left) > 0 {
+			t.Errorf("teardown %d left %v", i+1, left)
+		}
+		if _, err := os.Lstat(dir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("teardown %d left %s: %v", i+1, dir, err)
+		}
+	}
+	for _, p := range sources {
+		if _, err := os.Lstat(filepath.Join(d, p)); err != nil {
+			t.Errorf("source %s after teardown: %v", p, err)
+		}
 	}
 }
 

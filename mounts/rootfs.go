@@ -187,6 +187,17 @@ func Teardown(target string) error {
 	return nil
 }
 
+// Detach takes the rootfs mount at target off the host once the
+// container's init has its own copy as its root, leaving target and its
+// work dir record for Teardown. Idempotent.
+func Detach(target string) error {
+	target, found, err := realPath(target)
+	if err != nil || !found {
+		return err
+	}
+	return detachAt(target)
+}
+
 // detachAt detaches every mount stacked at path, each with all mounts
 // below it.
 func detachAt(path string) error {

@@ -187,15 +187,7 @@ func TestRootfsOverlay(t *testing.T) {
 				t.Errorf("docker's copy-up of root0 on disk: %q", got)
 			}
 
-			if err := Teardown(target); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := os.Lstat(target); !errors.Is(err, os.ErrNotExist) {
-				t.Errorf("target after teardown: %v", err)
-			}
-			if _, err := os.Lstat(works[0]); !errors.Is(err, os.ErrNotExist) {
-				t.Errorf("work dir after teardown: %v", err)
-			}
+			teardownOverlay(t, target, works[0])
 			if _, err := os.Lstat(l.work); err != nil {
 				t.Errorf("docker's work dir after teardown: %v", err)
 			}
@@ -724,4 +716,52 @@ func mapped(t testing.TB, uids, gids []idmap.Mapping) *idmap.Userns {
 	u := &idmap.Userns{UIDs: uids, GIDs: gids}
 	t.Cleanup(u.Close)
 	return u
+}
+
+// Detach takes the rootfs off the mount table and leaves what Teardown
+// needs: the target and the record of the overlay's work dir, which
+// Teardown then removes.
+func TestDetachThenTeardown(t *testing.T) {
+	fstest.RequiresRoot(t)
+	d := fstest.TestDir(t)
+	l := newDockerLayout(t, d, 2)
+	l.mount(t, absLinks)
+	target := filepath.Join(d, "run", "rootfs")
+	if err := Rootfs(l.merged, target, mapped(t, ctrUIDs, ctrGIDs), nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if err := Detach(target); err != nil {
+			t.Fatalf("detach %d: %v", i+1, err)
+		}
+	}
+	if left := fstest.MountsUnder(t, target); len(left) > 0 {
+		t.Errorf("detach left %v", left)
+	}
+	works, _ := filepath.Glob(filepath.Join(l.id, workPrefix+"*"))
+	if len(works) != 1 {
+		t.Fatalf("work dirs after detach: %v", works)
+	}
+	if _, err := os.Stat(filepath.Join(target, workRecord)); err != nil {
+		t.Errorf("work dir record after detach: %v", err)
+	}
+	teardownOverlay(t, target, works[0])
+	if mounted := fstest.MountsUnder(t, l.merged); len(mounted) != 1 {
+		t.Errorf("docker's overlay after teardown: %v", mounted)
+	}
+}
+
+// teardownOverlay tears down the overlay rootfs at target and checks that
+// the target and moat's work dir are gone.
+func teardownOverlay(t *testing.T, target, work string) {
+	t.Helper()
+	if err := Teardown(target); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(target); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("target after teardown: %v", err)
+	}
+	if _, err := os.Lstat(work); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("work dir after teardown: %v", err)
+	}
 }

@@ -88,6 +88,8 @@ func (r *Runtime) launch(o CreateOpts, run bool) (status int, retErr error) {
 		return -1, err
 	}
 	logrus.Debugf("create %s: start init took %s", o.ID, time.Since(start))
+	// The init has done its mounts and pivoted into the rootfs.
+	r.detachFromHost(o.ID)
 	status, err = afterStart(p, s, o.IO, sigs)
 	if err != nil || o.IO.Detach {
 		return status, err

@@ -271,6 +271,33 @@ func TestVolumeShared(t *testing.T) {
 	}
 }
 
+// A running container leaves nothing of moat's in the host's mount table:
+// its init has its own copies of the rootfs and the volumes, and moat takes
+// its staging mounts off the host once the container is created. The
+// container still reads and writes through them.
+func TestNoHostMountsWhileRunning(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	n := dockerRun(t, []string{"-v", dir + ":/mnt"}, "sleep", "600")
+	id := mustDocker(t, "inspect", "-f", "{{.Id}}", n)
+	for _, m := range moatMounts(t) {
+		if strings.Contains(m, id) {
+			t.Errorf("mount %s on the host while %s runs", m, n)
+		}
+	}
+	mustDocker(t, "exec", n, "sh", "-c", "echo from-container >/mnt/f && echo root >/root/f && cat /root/f /etc/hostname")
+	if got, err := os.ReadFile(filepath.Join(dir, "f")); err != nil || string(got) != "from-container\n" {
+		t.Errorf("volume file on the host: %q, %v", got, err)
+	}
+	// docker cp goes through docker's own mount of the same layers.
+	mustDocker(t, "cp", n+":/root/f", filepath.Join(dir, "copied"))
+	if got, err := os.ReadFile(filepath.Join(dir, "copied")); err != nil || string(got) != "root\n" {
+		t.Errorf("docker cp of a file the container wrote: %q, %v", got, err)
+	}
+}
+
 // Removing every container frees its range and its mounts.
 func TestCleanupAfterRemove(t *testing.T) {
 	n := dockerRun(t, nil, "sleep", "600")
