@@ -190,7 +190,27 @@ func (cr *creation) stageMounts() error {
 	}
 	// After stageBinds: these binds are moat's own nodes, not sources to
 	// judge and map.
-	return cr.r.stageDevices(cr.spec, cr.o.ID, cr.m, cr.devices)
+	if err := cr.r.stageDevices(cr.spec, cr.o.ID, cr.m, cr.devices); err != nil {
+		return err
+	}
+	return openStaging(cr.r.bindsDir(cr.r.root, cr.o.ID), cr.m)
+}
+
+// openStaging lets the container's root, and no other user, walk into its
+// staging dir. libcontainer's init, which runs as that root, then mounts
+// each staged source by its path; where it cannot reach one, it asks the
+// runtime process for an open file instead, a round trip per mount. Only
+// processes in the host's mount namespace see the dir at all, and the
+// container's own are not among them once its init has pivoted.
+func openStaging(dir string, m Mapping) error {
+	err := os.Lchown(dir, int(m.UID), int(m.GID))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // nothing staged
+	}
+	if err != nil {
+		return fmt.Errorf("staging dir: %w", err)
+	}
+	return nil
 }
 
 // setNetSysctls writes the spec's net.* sysctls into a network namespace
