@@ -196,16 +196,21 @@ func (cr *creation) stageMounts() error {
 	return openStaging(cr.r.bindsDir(cr.r.root, cr.o.ID), cr.m)
 }
 
-// openStaging lets the container's root, and no other user, walk into its
-// staging dir. libcontainer's init, which runs as that root, then mounts
-// each staged source by its path; where it cannot reach one, it asks the
-// runtime process for an open file instead, a round trip per mount. Only
-// processes in the host's mount namespace see the dir at all, and the
-// container's own are not among them once its init has pivoted.
+// openStaging lets the container's root, and no other user, search its
+// staging dir: root's, in the container's root group, mode 0710.
+// libcontainer's init, which runs as that root, then mounts each staged
+// source by its path; where it cannot reach one, it asks the runtime
+// process for an open file instead, a round trip per mount. The container
+// gets no write access: with --no-pivot its root can reach the host's tree
+// by escaping the chroot, and a dir it could write would let it swap
+// entries for symlinks under the teardown.
 func openStaging(dir string, m Mapping) error {
-	err := os.Lchown(dir, int(m.UID), int(m.GID))
+	err := os.Lchown(dir, 0, int(m.GID))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil // nothing staged
+	}
+	if err == nil {
+		err = os.Chmod(dir, 0o710)
 	}
 	if err != nil {
 		return fmt.Errorf("staging dir: %w", err)

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -30,9 +31,6 @@ const (
 // state is the decoded allocation state.
 type state struct {
 	Ranges []Range
-	// legacy is set when the state was read from the legacy file, which
-	// the next write supersedes.
-	legacy bool
 }
 
 func (a *Allocator) statePath() string {
@@ -106,7 +104,8 @@ func (a *Allocator) read() (*state, error) {
 		path = a.legacyPath()
 		dec = decodeLegacy
 		data, err = os.ReadFile(path)
-		if errors.Is(err, os.ErrNotExist) {
+		// A directory there is the legacy file buried (see buryLegacy).
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.EISDIR) {
 			path, dec = a.statePath(), decode
 			data, err = os.ReadFile(path)
 		}
@@ -120,7 +119,6 @@ func (a *Allocator) read() (*state, error) {
 	st, err := dec(data)
 	if err == nil {
 		err = check(st)
-		st.legacy = path == a.legacyPath()
 	}
 	if err != nil && fromEarlierBoot(path) {
 		// Only a crash of the machine tears a file replaced by rename,
@@ -331,20 +329,52 @@ func checkDisjoint(rs []Range, start func(Range) uint32) error {
 }
 
 func (a *Allocator) write(st *state) error {
+	// Never write what read would refuse: it would stop every create.
+	if err := check(st); err != nil {
+		return fmt.Errorf("write id allocation state: %w", err)
+	}
 	sort.SliceStable(st.Ranges, func(i, j int) bool { return st.Ranges[i].UID < st.Ranges[j].UID })
-	// A fixed temp name is safe under the lock, and a temp file left by a
-	// killed holder is simply overwritten by the next one.
 	if err := writeAtomic(a.statePath(), a.statePath()+".tmp", encode(st), 0o600); err != nil {
 		return fmt.Errorf("write id allocation state: %w", err)
 	}
 	// Only now is the legacy state superseded (see read).
-	if !st.legacy {
-		return nil
-	}
-	if err := os.Remove(a.legacyPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove superseded id allocation state: %w", err)
+	if err := a.buryLegacy(); err != nil {
+		return fmt.Errorf("supersede legacy id allocation state: %w", err)
 	}
 	return nil
+}
+
+// buryLegacy makes the legacy state file an empty directory. A moat of an
+// earlier version takes a missing state.json for "nothing allocated" and
+// would hand out ranges in use; a directory there makes it fail instead
+// ("is a directory"), whether it runs beside this one during an upgrade or
+// after a downgrade. The file is exchanged with the directory in one step,
+// so there is never a moment without either.
+func (a *Allocator) buryLegacy() error {
+	legacy := a.legacyPath()
+	fi, err := os.Lstat(legacy)
+	switch {
+	case err == nil && fi.IsDir():
+		return nil
+	case errors.Is(err, os.ErrNotExist):
+		// Under the lock no moat of any version writes it meanwhile.
+		return os.Mkdir(legacy, 0o700)
+	case err != nil:
+		return err
+	}
+	tomb := legacy + ".tomb"
+	if err := os.RemoveAll(tomb); err != nil {
+		return err
+	}
+	if err := os.Mkdir(tomb, 0o700); err != nil {
+		return err
+	}
+	if err := unix.Renameat2(unix.AT_FDCWD, tomb, unix.AT_FDCWD, legacy, unix.RENAME_EXCHANGE); err != nil {
+		os.Remove(tomb)
+		return err
+	}
+	// tomb now holds the old file.
+	return os.Remove(tomb)
 }
 
 // fromEarlierBoot tells whether the file at path was last written before
@@ -373,7 +403,13 @@ func fromEarlierBoot(path string) bool {
 // over another (auto_da_alloc), which costs a third of a millisecond on
 // every create and delete, for the very guarantee that is not needed here.
 func writeAtomic(path, tmp string, data []byte, mode os.FileMode) (retErr error) {
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	// A temp file left by a writer killed after its exchange is the old
+	// state's inode, which a reader may still have open: make a new one
+	// rather than truncate that under the reader.
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -480,8 +481,18 @@ func TestStateFile(t *testing.T) {
 	if rs, err := a.List(); err != nil || len(rs) != 2 {
 		t.Errorf("after a second allocation: %+v, %v", rs, err)
 	}
-	if names, _ := filepath.Glob(filepath.Join(cfg.StateDir, "*")); len(names) != 2 {
-		t.Errorf("state dir holds %v, want the lock and the state", names)
+	names, _ := filepath.Glob(filepath.Join(cfg.StateDir, "*"))
+	wantNames := []string{"lock", "ranges", "state.json"}
+	for i := range names {
+		names[i] = filepath.Base(names[i])
+	}
+	if !reflect.DeepEqual(names, wantNames) {
+		t.Errorf("state dir holds %v, want %v", names, wantNames)
+	}
+	// A moat of an earlier version reads state.json and must not take it
+	// for "nothing allocated".
+	if _, err := os.ReadFile(filepath.Join(cfg.StateDir, "state.json")); !errors.Is(err, syscall.EISDIR) {
+		t.Errorf("the legacy state reads as %v, want EISDIR", err)
 	}
 }
 
@@ -514,8 +525,11 @@ func TestLegacyState(t *testing.T) {
 	if r.Index != 2 {
 		t.Errorf("new range %+v, want the third: the legacy ranges are in use", r)
 	}
-	if _, err := os.Stat(legacy); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("legacy state still there after a change: %v", err)
+	if fi, err := os.Lstat(legacy); err != nil || !fi.IsDir() {
+		t.Errorf("legacy state after a change: %v, %v; want it buried as a directory", fi, err)
+	}
+	if _, err := os.Lstat(legacy + ".tomb"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the exchanged legacy file is left: %v", err)
 	}
 	after, err := a.List()
 	if err != nil {
