@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -250,6 +251,11 @@ func moatRoot(t *testing.T) string {
 			}
 		}
 		os.RemoveAll(root)
+		// moat keeps one mount dir per state root, named by a hash of the
+		// root, and leaves it when its last container goes; this root's
+		// is gone with the test. Only an empty one is removed.
+		sum := sha256.Sum256([]byte(root))
+		os.Remove(filepath.Join(moatMountDir, hex.EncodeToString(sum[:6])))
 	})
 	return root
 }
