@@ -184,8 +184,9 @@ func attach(tree *os.File, target string, dir bool) (retErr error) {
 	return idmap.Attach(tree, target)
 }
 
-// makeParents creates dir (0700: only root walks to a staged mount) and
-// any missing parents, and returns its real path and the dirs it created,
+// makeParents creates dir (0700: only root walks to a staged mount; the
+// runtime lets the container's own root search its dir afterwards) and any
+// missing parents, and returns its real path and the dirs it created,
 // parents first.
 func makeParents(dir string) (string, []string, error) {
 	created, err := mkdirs(dir, 0o700)

@@ -31,20 +31,9 @@ func (r *Runtime) bindsDir(root, id string) string {
 // changes nothing. Mappings the caller gave a mount are replaced by the
 // container's: they could otherwise map onto another container's IDs.
 //
-// readTable returns the host's mount table; it is asked only after the
+// mountTable returns the host's mount table; it is asked only after the
 // first source is open, and only if one is.
-func (r *Runtime) stageBinds(spec *specs.Spec, id, bundle string, u *idmap.Userns, check func(source string) error, readTable func() (mounts.MountTable, error)) error {
-	var table mounts.MountTable
-	mountTable := func() (mounts.MountTable, error) {
-		if table == nil {
-			t, err := readTable()
-			if err != nil {
-				return nil, err
-			}
-			table = t.Without(r.mountDir)
-		}
-		return table, nil
-	}
+func (r *Runtime) stageBinds(spec *specs.Spec, id, bundle string, u *idmap.Userns, check func(source string) error, mountTable func() (mounts.MountTable, error)) error {
 	for i := range spec.Mounts {
 		mnt := &spec.Mounts[i]
 		if mnt.Type == "overlay" {

@@ -244,16 +244,19 @@ func (cr *creation) buildRootfs() error {
 }
 
 // mountTable returns the host's mount table as first read during this
-// create. The mounts it is asked about (bind sources once opened, the
-// rootfs mount the engine made) are all there before the first read, and
-// those moat adds itself since are not its concern.
+// create, less moat's own mount dir: the mounts there are clones of
+// sources already judged and containers' rootfs, no view a user has of the
+// host and never an engine's rootfs. The mounts it is asked about (bind
+// sources once opened, the rootfs mount the engine made) are all there
+// before the first read, and those moat adds itself since are not its
+// concern.
 func (cr *creation) mountTable() (mounts.MountTable, error) {
 	if cr.table == nil {
 		t, err := mounts.ReadMountTable()
 		if err != nil {
 			return nil, err
 		}
-		cr.table = t
+		cr.table = t.Without(cr.r.mountDir)
 	}
 	return cr.table, nil
 }

@@ -82,9 +82,6 @@ func New(opts Options) (*Runtime, error) {
 	return r, nil
 }
 
-// Root returns the absolute state root.
-func (r *Runtime) Root() string { return r.root }
-
 // rootfsTarget is where the container's ID-mapped rootfs is mounted. It is
 // derived from the state root and the ID so that delete finds it even when
 // the libcontainer state is gone; the root's hash keeps docker's, containerd's

@@ -419,7 +419,7 @@ func writeAtomic(path, tmp string, data []byte, mode os.FileMode) (retErr error)
 			os.Remove(tmp)
 		}
 	}()
-	// The mode of an existing temp file, and the umask, would otherwise win.
+	// The umask would otherwise win.
 	if err := f.Chmod(mode); err != nil {
 		return err
 	}
