@@ -3,6 +3,7 @@ package runtime
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -54,10 +55,26 @@ func ptr(s string) *string { return &s }
 func TestCheckID(t *testing.T) {
 	for id, ok := range map[string]bool{
 		"abc": true, "a.b-c_d+e": true, "4f2c9e": true,
+		"...": true, "-": true,
 		"": false, ".": false, "..": false, "../x": false, "a/b": false, "a b": false,
+		"é": false, "a\x00b": false, "a\nb": false, "a:b": false,
 	} {
 		if err := checkID(id); (err == nil) != ok {
 			t.Errorf("checkID(%q) = %v, want ok=%v", id, err, ok)
 		}
 	}
+}
+
+// FuzzValidID holds the hand-written check to the rule it replaced.
+func FuzzValidID(f *testing.F) {
+	rule := regexp.MustCompile(`^[\w+\-.]+$`)
+	for _, id := range []string{"abc", "a.b", "..", "a/b", "é", "a\n"} {
+		f.Add(id)
+	}
+	f.Fuzz(func(t *testing.T, id string) {
+		want := rule.MatchString(id) && id != "." && id != ".."
+		if got := validID(id); got != want {
+			t.Fatalf("validID(%q) = %v, want %v", id, got, want)
+		}
+	})
 }
