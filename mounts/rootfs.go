@@ -40,9 +40,11 @@ const (
 // of source.
 //
 // target is created (0711) if missing and must not be a mount point or hold
-// anything. table is the mount table, read after the mount at source was
-// made; nil reads it. On error, Rootfs leaves nothing mounted or created.
-func Rootfs(source, target string, userns *idmap.Userns, table MountTable) (retErr error) {
+// anything. table returns the mount table, read after the mount at source
+// was made; nil reads it. It is asked only when source is on an overlay: the
+// table grows with every mount on the host, and a plain directory needs none
+// of it. On error, Rootfs leaves nothing mounted or created.
+func Rootfs(source, target string, userns *idmap.Userns, table func() (MountTable, error)) (retErr error) {
 	src, err := filepath.EvalSymlinks(source)
 	if err != nil {
 		return fmt.Errorf("rootfs source: %w", err)
@@ -52,12 +54,7 @@ func Rootfs(source, target string, userns *idmap.Userns, table MountTable) (retE
 	} else if !fi.IsDir() {
 		return fmt.Errorf("rootfs source %s is not a directory", source)
 	}
-	if table == nil {
-		if table, err = ReadMountTable(); err != nil {
-			return err
-		}
-	}
-	ov, err := overlayAt(src, table)
+	ov, err := rootfsOverlay(src, table)
 	if err != nil {
 		return err
 	}
@@ -102,6 +99,27 @@ func Rootfs(source, target string, userns *idmap.Userns, table MountTable) (retE
 		return fmt.Errorf("overlay at %s: %w", source, err)
 	}
 	return nil
+}
+
+// rootfsOverlay returns the layers of the overlay mounted at src, or nil if
+// there is none. Only an overlay filesystem can have an overlay mounted at
+// src, so the mount table is read only when src is on one.
+func rootfsOverlay(src string, table func() (MountTable, error)) (*idmap.Overlay, error) {
+	var fs unix.Statfs_t
+	if err := unix.Statfs(src, &fs); err != nil {
+		return nil, fmt.Errorf("rootfs source %s: statfs: %w", src, err)
+	}
+	if fs.Type != unix.OVERLAYFS_SUPER_MAGIC {
+		return nil, nil
+	}
+	if table == nil {
+		table = ReadMountTable
+	}
+	t, err := table()
+	if err != nil {
+		return nil, err
+	}
+	return overlayAt(src, t)
 }
 
 // makeTarget creates target and any missing parents (0711) and returns its

@@ -125,7 +125,7 @@ func (l *dockerLayout) mountIndex(t *testing.T, how int, index string) {
 }
 
 // rootfs calls Rootfs and tears it down at the end of the test.
-func rootfs(t *testing.T, source, target string, table MountTable) {
+func rootfs(t *testing.T, source, target string, table func() (MountTable, error)) {
 	t.Helper()
 	t.Cleanup(func() {
 		if err := Teardown(target); err != nil {
@@ -160,14 +160,19 @@ func TestRootfsOverlay(t *testing.T) {
 			l := newDockerLayout(t, d, 2)
 			l.mountIndex(t, tc.how, tc.index)
 			target := filepath.Join(d, "run", "rootfs")
-			var table MountTable
+			var table func() (MountTable, error)
+			asked := 0
 			if tc.table {
-				var err error
-				if table, err = ReadMountTable(); err != nil {
+				read, err := ReadMountTable()
+				if err != nil {
 					t.Fatal(err)
 				}
+				table = func() (MountTable, error) { asked++; return read, nil }
 			}
 			rootfs(t, l.merged, target, table)
+			if tc.table && asked != 1 {
+				t.Errorf("mount table asked for %d times, want once", asked)
+			}
 			checkContainerView(t, l, target)
 
 			// A work dir of our own sits beside Docker's.
@@ -248,7 +253,12 @@ func TestRootfsPlainDir(t *testing.T) {
 	}
 	fstest.UnmountAtEnd(t, filepath.Join(bundle, "tmp"))
 	target := filepath.Join(d, "run", "rootfs")
-	rootfs(t, bundle, target, nil)
+	// A plain directory cannot have an overlay mounted on it: the host's
+	// mount table, which grows with every container, is not read.
+	rootfs(t, bundle, target, func() (MountTable, error) {
+		t.Error("mount table read for a rootfs on no overlay")
+		return ReadMountTable()
+	})
 
 	got := fstest.Inside(t, sysMap(ctrUIDs), sysMap(ctrGIDs), 0, 0,
 		"stat", filepath.Join(target, "root0"),

@@ -232,11 +232,7 @@ func (cr *creation) buildRootfs() error {
 		source = filepath.Join(cr.bundle, source)
 	}
 	target := cr.r.rootfsTarget(cr.o.ID)
-	table, err := cr.mountTable()
-	if err != nil {
-		return fmt.Errorf("rootfs %s: %w", source, err)
-	}
-	if err := mounts.Rootfs(source, target, cr.userns, table); err != nil {
+	if err := mounts.Rootfs(source, target, cr.userns, cr.mountTable); err != nil {
 		return fmt.Errorf("rootfs %s: %w", source, err)
 	}
 	cr.spec.Root.Path = target
