@@ -10,6 +10,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/moatrt/moat/helper"
 	"github.com/moatrt/moat/internal/undo"
 	"github.com/moatrt/moat/policy"
 	"github.com/moatrt/moat/userns"
@@ -94,6 +95,9 @@ func (r *Runtime) launch(o CreateOpts, run bool) (status int, retErr error) {
 		return -1, err
 	}
 	defer s.close()
+	if err := ensureHelper(); err != nil {
+		return -1, err
+	}
 	start := time.Now()
 	if run {
 		err = c.Run(p)
@@ -167,4 +171,15 @@ func (r *Runtime) holders(ids *userns.Allocator, uid uint32, id string) ([]strin
 		}
 	}
 	return out, nil
+}
+
+// ensureHelper makes sure the mount-vetting helper runs before a process
+// whose mount calls it answers starts: libcontainer hands it the process's
+// seccomp listener.
+func ensureHelper() error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find moat's binary for the helper: %w", err)
+	}
+	return helper.Ensure(exe)
 }

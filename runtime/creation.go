@@ -14,9 +14,11 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/moatrt/moat/config"
+	"github.com/moatrt/moat/helper"
 	"github.com/moatrt/moat/idmap"
 	"github.com/moatrt/moat/internal/undo"
 	"github.com/moatrt/moat/mounts"
+	"github.com/moatrt/moat/mountvet"
 	"github.com/moatrt/moat/policy"
 	"github.com/moatrt/moat/userns"
 )
@@ -152,6 +154,7 @@ func (cr *creation) rewriteSpec() error {
 		return err
 	}
 	policy.IsolateUserns(cr.spec, cr.m, joinPath, boot)
+	mountvet.Apply(cr.spec, helper.Socket)
 	cr.devices, err = policy.ConfineDevices(cr.spec, policy.DeviceRules{
 		Allowed: cr.cfg.AllowedDevices(), Config: cr.r.configPath,
 		Probe: probeHostNode, Stat: statHostDevice,

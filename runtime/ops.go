@@ -111,6 +111,11 @@ func (r *Runtime) Exec(o ExecOpts) (int, error) {
 		return -1, err
 	}
 	defer s.close()
+	if sc := cfg.Seccomp; sc != nil && sc.ListenerPath != "" {
+		if err := ensureHelper(); err != nil {
+			return -1, err
+		}
+	}
 	if err := c.Run(p); err != nil {
 		return -1, err
 	}

@@ -69,7 +69,7 @@ func newApp() *cli.App {
 		Commands: []*cli.Command{
 			createCommand, startCommand, runCommand, execCommand, killCommand,
 			deleteCommand, stateCommand, listCommand, psCommand, pauseCommand,
-			resumeCommand, updateCommand, eventsCommand, featuresCommand, specCommand, idsCommand,
+			resumeCommand, updateCommand, eventsCommand, featuresCommand, specCommand, idsCommand, helperCommand,
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main reports errors
 	}

@@ -1,0 +1,49 @@
+#ifndef MOAT_ONBEHALF_H
+#define MOAT_ONBEHALF_H
+
+/* What one on-behalf operation needs and what it found. The Go side fills
+ * it; mv_run carries it out in a short-lived child that joins the caller's
+ * namespaces, takes its root, working directory and capabilities, and
+ * resolves paths as the caller would. */
+
+enum mv_op {
+	MV_PROBE = 0,   /* resolve only */
+	MV_NEW,         /* mount(2) of a new filesystem at target */
+	MV_REMOUNT,     /* mount(2) MS_REMOUNT of the superblock at target */
+	MV_SETATTR,     /* MS_REMOUNT|MS_BIND: the mount's own flags */
+	MV_PROPAGATION, /* MS_SHARED, MS_SLAVE, MS_PRIVATE, MS_UNBINDABLE */
+	MV_BIND,        /* MS_BIND: a clone of source's mount at target */
+	MV_MOVE,        /* MS_MOVE */
+	MV_UMOUNT,      /* umount2 */
+};
+
+enum mv_ns { MV_NS_USER, MV_NS_MNT, MV_NS_NET, MV_NS_IPC, MV_NS_UTS, MV_NS_CGROUP, MV_NS_PID, MV_NS_COUNT };
+
+enum mv_stage {
+	MV_OK = 0, MV_STAGE_CLONE, MV_STAGE_SETNS, MV_STAGE_IDS, MV_STAGE_CAPS, MV_STAGE_ROOT,
+	MV_STAGE_TARGET, MV_STAGE_SOURCE, MV_STAGE_STALE, MV_STAGE_OP,
+};
+
+struct mv_req {
+	int ns[MV_NS_COUNT]; /* fds of the caller's namespaces; -1 keeps the helper's */
+	int rootfd, cwdfd;
+	unsigned long long capeff;
+	int op;
+	const char *source, *target, *fstype, *data;
+	unsigned long flags;          /* of mount(2), or of umount2 */
+	unsigned long long attr_set;  /* MV_SETATTR */
+	unsigned long long attr_clr;
+	int nofollow;                 /* UMOUNT_NOFOLLOW */
+	int want_source;              /* resolve source to a mount too */
+	int recursive;                /* MV_BIND: with the mounts below */
+	unsigned long long expect_tmnt, expect_smnt; /* 0: no check */
+
+	/* results */
+	int err, stage;
+	unsigned long long tmnt, smnt, newmnt;
+	int troot, sroot, tdir;
+};
+
+void mv_run(struct mv_req *r);
+
+#endif
