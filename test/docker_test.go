@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moatrt/moat/helper"
 	"github.com/moatrt/moat/internal/fstest"
 )
 
@@ -42,6 +43,19 @@ func leftovers() string {
 	ms, _ := fstest.Mounts(moatMountDir)
 	for _, m := range ms {
 		fmt.Fprintf(&b, "mount still present: %s\n", m.Mountpoint)
+	}
+	// The mount-vetting helper exits by itself once no container is left.
+	deadline := time.Now().Add(helper.IdleExit + 30*time.Second)
+	for {
+		st, err := helper.GetStatus()
+		if err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			fmt.Fprintf(&b, "helper %d still running, serving %v\n", st.Pid, st.Containers)
+			break
+		}
+		time.Sleep(time.Second)
 	}
 	return b.String()
 }

@@ -1,0 +1,290 @@
+//go:build integration
+
+package test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// vetScript runs each check as "name: command" and prints "name=<exit
+// status>", so that one container answers every case.
+func vetScript(checks [][2]string) string {
+	var b strings.Builder
+	for _, c := range checks {
+		b.WriteString(c[1] + " >/dev/null 2>&1; echo " + c[0] + "=$?\n")
+	}
+	return b.String()
+}
+
+func statuses(out string) map[string]string {
+	m := map[string]string{}
+	for _, l := range strings.Split(out, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(l), "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// The seed's example, and every way around it, with the capability that
+// makes mount(2) reachable and with --privileged: initial mounts keep
+// their read-only, nosuid, nodev and noexec flags and stay where they are;
+// mounts the container makes itself are its own.
+func TestMountVetting(t *testing.T) {
+	checks := [][2]string{
+		// refused: each must fail
+		{"remount_rw", "mount -o remount,rw /mnt /mnt"},
+		{"remount_rw_bind", "mount -o remount,rw,bind /mnt"},
+		{"bind_then_rw", "mkdir -p /b && mount --bind /mnt /b && mount -o remount,rw,bind /b"},
+		{"rbind_then_rw", "mkdir -p /rb && mount --rbind / /rb && mount -o remount,rw,bind /rb/mnt"},
+		{"write_mnt", "touch /mnt/written"},
+		{"umount_keys", "umount /proc/keys"},
+		{"umount_lazy_keys", "umount -l /proc/keys"},
+		{"umount_firmware", "umount /sys/firmware"},
+		{"umount_proc", "umount -l /proc"},
+		{"umount_root", "umount -l /"},
+		{"move_mnt", "mkdir -p /mv && mount --move /mnt /mv"},
+		{"procsys_rw", "mount -o remount,rw,bind /proc/sys"},
+		{"proc_suid", "mount -o remount,bind,suid /proc"},
+		{"bind_uncovers", "mkdir -p /bp && mount --bind /proc /bp"},
+		{"rbind_copy_umount", "mkdir -p /rp && mount --rbind /proc /rp && umount /rp/keys"},
+		// allowed: each must succeed (the seed's own sequence)
+		{"tmpfs", "mkdir -p /root/tmpfs && mount -t tmpfs tmpfs /root/tmpfs"},
+		{"tmpfs_ro", "mount -o remount,ro /root/tmpfs /root/tmpfs"},
+		{"tmpfs_rw", "mount -o remount,rw /root/tmpfs /root/tmpfs"},
+		{"tmpfs_write", "touch /root/tmpfs/f"},
+		{"own_bind", "mkdir -p /root/b2 && mount --bind /root/tmpfs /root/b2"},
+		{"own_bind_ro", "mount -o remount,ro,bind /root/b2"},
+		{"own_umount", "umount /root/b2 && umount /root/tmpfs"},
+		{"mnt_ro_again", "mount -o remount,ro,bind /mnt"},
+	}
+	refused := map[string]bool{}
+	for _, c := range checks[:15] {
+		refused[c[0]] = true
+	}
+	for _, opts := range [][]string{{"--cap-add", "SYS_ADMIN"}, {"--privileged"}} {
+		privileged := opts[0] == "--privileged"
+		t.Run(strings.Join(opts, " "), func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.Chmod(dir, 0o777); err != nil {
+				t.Fatal(err)
+			}
+			args := append([]string{"run", "--rm", "--runtime", "moat", "--name", name(t), "-v", dir + ":/mnt:ro"}, opts...)
+			args = append(args, image, "sh", "-c", vetScript(checks))
+			r := docker(args...)
+			if r.err != nil {
+				t.Fatalf("container: %s", r)
+			}
+			got := statuses(r.stdout)
+			for _, c := range checks {
+				st, ok := got[c[0]]
+				switch {
+				case !ok:
+					t.Errorf("%s: no result in %q", c[0], r.stdout)
+				case privileged && c[0] == "bind_uncovers":
+					// docker masks nothing in /proc for --privileged.
+				case refused[c[0]] && st == "0":
+					t.Errorf("%s (%s) succeeded: must be refused", c[0], c[1])
+				case !refused[c[0]] && st != "0":
+					t.Errorf("%s (%s) failed with %s: must work", c[0], c[1], st)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(dir, "written")); err == nil {
+				t.Error("the container wrote to its read-only volume")
+			}
+		})
+	}
+}
+
+// The seed's exact words: the remount fails with EPERM, which busybox
+// mount reports as "permission denied".
+func TestMountVettingSeedMessage(t *testing.T) {
+	dir := t.TempDir()
+	r := docker("run", "--rm", "--runtime", "moat", "--cap-add", "SYS_ADMIN", "--name", name(t),
+		"-v", dir+":/mnt:ro", image, "sh", "-c", "mount -o remount,rw /mnt /mnt")
+	if r.err == nil || !strings.Contains(r.stderr, "permission denied") {
+		t.Fatalf("want mount to fail with permission denied: %s", r)
+	}
+}
+
+// The new mount API fails with ENOSYS, so that tools fall back to the
+// mount(2) that is vetted; --privileged sends no seccomp profile and gets
+// moat's rules anyway.
+func TestNewMountAPIFails(t *testing.T) {
+	probe := buildProbe(t, probeSource)
+	for _, opts := range [][]string{{"--cap-add", "SYS_ADMIN"}, {"--privileged"}, {"--security-opt", "seccomp=unconfined", "--cap-add", "SYS_ADMIN"}} {
+		t.Run(strings.Join(opts, " "), func(t *testing.T) {
+			args := append([]string{"run", "--rm", "--runtime", "moat", "--name", name(t), "-v", probe + ":/probe:ro"}, opts...)
+			r := docker(append(args, image, "/probe")...)
+			if r.err != nil {
+				t.Fatalf("probe: %s", r)
+			}
+			lines := strings.Fields(strings.TrimSpace(r.stdout))
+			if len(lines) < 7 {
+				t.Fatalf("probe output: %q", r.stdout)
+			}
+			for _, l := range lines {
+				if !strings.HasSuffix(l, "=ENOSYS") {
+					t.Errorf("%s: want ENOSYS", l)
+				}
+			}
+		})
+	}
+}
+
+const probeSource = `package main
+
+import (
+	"fmt"
+	"golang.org/x/sys/unix"
+)
+
+func name(err error) string {
+	if err == unix.ENOSYS {
+		return "ENOSYS"
+	}
+	return fmt.Sprint(err)
+}
+
+func main() {
+	_, err := unix.Fsopen("tmpfs", 0)
+	fmt.Println("fsopen=" + name(err))
+	_, err = unix.Fspick(unix.AT_FDCWD, "/", 0)
+	fmt.Println("fspick=" + name(err))
+	_, err = unix.OpenTree(unix.AT_FDCWD, "/", unix.OPEN_TREE_CLONE)
+	fmt.Println("open_tree=" + name(err))
+	err = unix.MoveMount(unix.AT_FDCWD, "/", unix.AT_FDCWD, "/tmp", 0)
+	fmt.Println("move_mount=" + name(err))
+	err = unix.MountSetattr(unix.AT_FDCWD, "/", 0, &unix.MountAttr{Attr_clr: unix.MOUNT_ATTR_RDONLY})
+	fmt.Println("mount_setattr=" + name(err))
+	_, err = unix.Fsmount(-1, 0, 0)
+	fmt.Println("fsmount=" + name(err))
+	err = unix.FsconfigSetFlag(-1, "ro")
+	fmt.Println("fsconfig=" + name(err))
+}
+`
+
+// buildProbe builds a static program that calls each new mount API and
+// prints what it got.
+func buildProbe(t *testing.T, source string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(source), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "probe")
+	cmd := exec.Command("go", "build", "-o", out, filepath.Join(dir, "main.go"))
+	// Built in this module, which has x/sys; the tests run in its test dir.
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Dir = filepath.Dir(wd)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build probe: %v: %s", err, b)
+	}
+	return out
+}
+
+// An attacker that races the helper: one thread flips the path a
+// read-write remount names between a mount of the container's own and a
+// read-only volume, while another makes the call thousands of times. The
+// helper decides on its own copy of the path and acts on the mount it
+// vetted, so the volume stays read-only however the race falls.
+func TestMountVettingRace(t *testing.T) {
+	probe := buildProbe(t, raceSource)
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	for _, opts := range [][]string{{"--cap-add", "SYS_ADMIN"}, {"--privileged"}} {
+		t.Run(strings.Join(opts, " "), func(t *testing.T) {
+			args := append([]string{"run", "--rm", "--runtime", "moat", "--name", name(t),
+				"-v", dir + ":/mnt:ro", "-v", probe + ":/race:ro"}, opts...)
+			script := "mkdir -p /root/own && mount -t tmpfs -o ro tmpfs /root/own && /race /mnt /root/own 3000; " +
+				"touch /mnt/raced && echo WROTE; grep ' /mnt ' /proc/self/mountinfo"
+			r := docker(append(args, image, "sh", "-c", script)...)
+			if r.err != nil {
+				t.Fatalf("race: %s", r)
+			}
+			if strings.Contains(r.stdout, "WROTE") {
+				t.Fatalf("the volume became writable: %s", r)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "raced")); err == nil {
+				t.Fatal("the container wrote to its read-only volume")
+			}
+			got := statuses(strings.ReplaceAll(r.stdout, " ", "\n"))
+			if got["ok"] == "0" || got["refused"] == "0" || got["ok"] == "" {
+				t.Errorf("the race did not hit both targets (%q): it proves nothing", r.stdout)
+			}
+			t.Logf("race: %s", strings.TrimSpace(r.stdout))
+		})
+	}
+}
+
+const raceSource = `package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+func main() {
+	prot, own := os.Args[1], os.Args[2]
+	n, _ := strconv.Atoi(os.Args[3])
+	var buf [256]byte
+	set := func(s string) { copy(buf[:], s); buf[len(s)] = 0 }
+	set(own)
+	var stop atomic.Bool
+	go func() {
+		runtime.LockOSThread()
+		for i := 0; !stop.Load(); i++ {
+			if i%2 == 0 {
+				set(prot)
+			} else {
+				set(own)
+			}
+		}
+	}()
+	ok, refused := 0, 0
+	for i := 0; i < n; i++ {
+		_, _, e := unix.Syscall6(unix.SYS_MOUNT, 0, uintptr(unsafe.Pointer(&buf[0])), 0,
+			unix.MS_REMOUNT|unix.MS_BIND, 0, 0)
+		if e == 0 {
+			ok++
+		} else {
+			refused++
+		}
+	}
+	stop.Store(true)
+	fmt.Printf("ok=%d refused=%d\n", ok, refused)
+}
+`
+
+// Only root may use the helper's socket.
+func TestHelperSocketRootOnly(t *testing.T) {
+	n := dockerRun(t, []string{"--cap-add", "SYS_ADMIN"}, "sleep", "600")
+	st := must(t, moatBin, "helper", "status")
+	if !strings.Contains(st, "pid: ") {
+		t.Fatalf("helper status: %q", st)
+	}
+	id := strings.TrimSpace(mustDocker(t, "inspect", "-f", "{{.Id}}", n))
+	if !strings.Contains(st, id) {
+		t.Errorf("helper status does not list %s: %q", id, st)
+	}
+	r := run("", "setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", moatBin, "helper", "status")
+	if r.err == nil {
+		t.Errorf("a non-root user reached the helper: %s", r)
+	}
+}
