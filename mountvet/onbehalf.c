@@ -72,11 +72,11 @@ static int fail(struct mv_req *r, int stage)
 }
 
 /* mount_of fills the mount id of fd and whether fd is that mount's root. */
-static int mount_of(int fd, unsigned long long *id, int *root, int *dir)
+static int mount_of(int fd, unsigned long long *id, int *root)
 {
 	struct statx st;
 	memset(&st, 0, sizeof(st));
-	if (statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_MNT_ID | STATX_TYPE, &st) < 0)
+	if (statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, &st) < 0)
 		return -1;
 	if (!(st.stx_mask & STATX_MNT_ID)) {
 		errno = EOPNOTSUPP;
@@ -85,8 +85,6 @@ static int mount_of(int fd, unsigned long long *id, int *root, int *dir)
 	*id = st.stx_mnt_id;
 	if (root)
 		*root = (st.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (st.stx_attributes & STATX_ATTR_MOUNT_ROOT);
-	if (dir)
-		*dir = S_ISDIR(st.stx_mode);
 	return 0;
 }
 
@@ -133,7 +131,7 @@ static int umount_by_name(struct mv_req *r, int tfd)
 		goto detach;
 	}
 	bfd = openat(dfd, base, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-	if (bfd < 0 || mount_of(bfd, &id, NULL, NULL) < 0 || id != r->tmnt) {
+	if (bfd < 0 || mount_of(bfd, &id, NULL) < 0 || id != r->tmnt) {
 		if (bfd >= 0)
 			close(bfd);
 		close(dfd);
@@ -175,12 +173,12 @@ static int act(struct mv_req *r)
 		return fail(r, MV_STAGE_CAPS);
 	if (r->target) {
 		tfd = open(r->target, O_PATH | O_CLOEXEC | (r->nofollow ? O_NOFOLLOW : 0));
-		if (tfd < 0 || mount_of(tfd, &r->tmnt, &r->troot, &r->tdir) < 0)
+		if (tfd < 0 || mount_of(tfd, &r->tmnt, &r->troot) < 0)
 			return fail(r, MV_STAGE_TARGET);
 	}
 	if (r->want_source) {
 		sfd = open(r->source, O_PATH | O_CLOEXEC);
-		if (sfd < 0 || mount_of(sfd, &r->smnt, &r->sroot, NULL) < 0)
+		if (sfd < 0 || mount_of(sfd, &r->smnt, &r->sroot) < 0)
 			return fail(r, MV_STAGE_SOURCE);
 	}
 	if (r->op == MV_PROBE)
@@ -212,7 +210,7 @@ static int act(struct mv_req *r)
 			return fail(r, MV_STAGE_OP);
 		if (syscall(SYS_move_mount, tree, "", tfd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
 			return fail(r, MV_STAGE_OP);
-		if (mount_of(tree, &r->newmnt, NULL, NULL) < 0)
+		if (mount_of(tree, &r->newmnt, NULL) < 0)
 			r->newmnt = 0;
 		break;
 	case MV_MOVE:

@@ -128,7 +128,6 @@ type result struct {
 	stage               int
 	target, source      uint64 // mount ids
 	targetRoot, srcRoot bool
-	targetDir           bool
 	newMount            uint64
 }
 
@@ -205,7 +204,7 @@ func (c *caller) run(q request) result {
 	return result{
 		errno: unix.Errno(r.err), stage: int(r.stage),
 		target: uint64(r.tmnt), source: uint64(r.smnt),
-		targetRoot: r.troot != 0, srcRoot: r.sroot != 0, targetDir: r.tdir != 0,
+		targetRoot: r.troot != 0, srcRoot: r.sroot != 0,
 		newMount: uint64(r.newmnt),
 	}
 }

@@ -41,7 +41,7 @@ struct mv_req {
 	/* results */
 	int err, stage;
 	unsigned long long tmnt, smnt, newmnt;
-	int troot, sroot, tdir;
+	int troot, sroot;
 };
 
 void mv_run(struct mv_req *r);

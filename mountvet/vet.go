@@ -10,6 +10,8 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
+
+	"github.com/moatrt/moat/policy"
 )
 
 // Flags a mount of the container's may not lose once it has them: a
@@ -90,10 +92,6 @@ func flagsOf(opts string) lock {
 	return l
 }
 
-func within(p, dir string) bool {
-	return dir == "/" || p == dir || strings.HasPrefix(p, dir+"/")
-}
-
 // locksOf returns the flags mount m may not lose: those of the initial or
 // own mount it is, or else of every initial or own mount that shows the
 // same files (m is a copy or bind of it).
@@ -108,7 +106,7 @@ func (c *Container) locksOf(m *mountinfo.Info) lock {
 	var l lock
 	for _, set := range []map[int]known{c.initial, c.own} {
 		for _, k := range set {
-			if k.ref.dev == ref.dev && within(ref.root, k.ref.root) {
+			if k.ref.dev == ref.dev && policy.PathWithin(ref.root, k.ref.root) {
 				l |= k.locks
 			}
 		}
@@ -193,7 +191,11 @@ func readCall(n *Notif) (*call, error) {
 		return &s, nil
 	}
 	c := &call{umount: !isMount}
-	if c.target, err = str(n.Args[1-boolInt(!isMount)], unix.PathMax); err != nil {
+	targetArg := 0 // umount2(target, flags)
+	if isMount {
+		targetArg = 1 // mount(source, target, ...)
+	}
+	if c.target, err = str(n.Args[targetArg], unix.PathMax); err != nil {
 		return nil, err
 	}
 	if c.target == nil {
@@ -223,13 +225,6 @@ func readCall(n *Notif) (*call, error) {
 	return c, nil
 }
 
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
-
 const capSysAdmin = 21
 
 // Handle vets one trapped call from listener and carries it out when it
@@ -238,20 +233,12 @@ const capSysAdmin = 21
 func (c *Container) Handle(listener int, n *Notif) (unix.Errno, string) {
 	cl, err := c.prepare(listener, n)
 	if err != nil {
-		var e unix.Errno
-		if errors.As(err, &e) {
-			return e, err.Error()
-		}
-		return unix.EPERM, err.Error()
+		return errnoOf(err), err.Error()
 	}
 	defer cl.Close()
 	call, err := readCall(n)
 	if err != nil {
-		var e unix.Errno
-		if errors.As(err, &e) {
-			return e, "read arguments: " + err.Error()
-		}
-		return unix.EPERM, "read arguments: " + err.Error()
+		return errnoOf(err), "read arguments: " + err.Error()
 	}
 	if !Valid(listener, n.ID) {
 		return unix.EPERM, "caller gone"
@@ -269,6 +256,16 @@ func (c *Container) Handle(listener int, n *Notif) (unix.Errno, string) {
 		e, why = c.mount(cl, call)
 	}
 	return e, call.String() + ": " + why
+}
+
+// errnoOf is the errno the caller sees for err: its own if it is one,
+// EPERM otherwise.
+func errnoOf(err error) unix.Errno {
+	var e unix.Errno
+	if errors.As(err, &e) {
+		return e
+	}
+	return unix.EPERM
 }
 
 func (k *call) String() string {
@@ -333,6 +330,20 @@ func (c *Container) probe(cl *caller, q request) (result, map[int]*mountinfo.Inf
 	return r, t, 0, ""
 }
 
+// probeMountPoint is probe for calls whose target must be the root of a
+// mount, as the kernel requires of remount and umount; it returns that
+// mount.
+func (c *Container) probeMountPoint(cl *caller, q request) (result, *mountinfo.Info, unix.Errno, string) {
+	r, t, e, why := c.probe(cl, q)
+	if e != 0 {
+		return r, nil, e, why
+	}
+	if !r.targetRoot {
+		return r, nil, unix.EINVAL, "not a mount point"
+	}
+	return r, t[int(r.target)], 0, ""
+}
+
 // act carries q out and turns its result into the caller's errno.
 func act(cl *caller, q request) (result, unix.Errno, string) {
 	r := cl.run(q)
@@ -350,14 +361,10 @@ func (c *Container) umount(cl *caller, k *call) (unix.Errno, string) {
 		return unix.EINVAL, "unknown umount flags"
 	}
 	q := request{op: opUmount, target: *k.target, flags: k.flags, noFollow: k.flags&unix.UMOUNT_NOFOLLOW != 0}
-	r, t, e, why := c.probe(cl, q)
+	r, m, e, why := c.probeMountPoint(cl, q)
 	if e != 0 {
 		return e, why
 	}
-	if !r.targetRoot {
-		return unix.EINVAL, "not a mount point"
-	}
-	m := t[int(r.target)]
 	if c.protected(m) {
 		return unix.EPERM, "protected mount " + m.Mountpoint
 	}
@@ -391,14 +398,10 @@ func (c *Container) mount(cl *caller, k *call) (unix.Errno, string) {
 // so a locked flag must be among them.
 func (c *Container) remount(cl *caller, k *call) (unix.Errno, string) {
 	q := request{target: *k.target}
-	r, t, e, why := c.probe(cl, q)
+	r, m, e, why := c.probeMountPoint(cl, q)
 	if e != 0 {
 		return e, why
 	}
-	if !r.targetRoot {
-		return unix.EINVAL, "not a mount point"
-	}
-	m := t[int(r.target)]
 	if missing := c.locksOf(m) &^ lock(k.flags&lockable); missing != 0 {
 		return unix.EPERM, fmt.Sprintf("%s would lose %s", m.Mountpoint, describe(missing))
 	}
