@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 	"time"
 )
@@ -18,7 +19,7 @@ func Ensure(binary string) error {
 	if hello() == nil {
 		return nil
 	}
-	if err := start(binary); err != nil {
+	if err := spawn(binary, "serve"); err != nil {
 		return err
 	}
 	deadline := time.Now().Add(5 * time.Second)
@@ -35,8 +36,22 @@ func Ensure(binary string) error {
 }
 
 func hello() error {
-	var out struct{}
+	var out answer
 	return ask(request{Op: "hello"}, &out)
+}
+
+// Confirm waits until the helper serves the listener of process pid of
+// container id and has it kept safe from its own crash. A create or exec
+// that cannot confirm must fail: its process would not be vetted.
+func Confirm(id string, pid int) error {
+	var out answer
+	if err := ask(request{Op: "confirm", ID: id, Pid: pid}, &out); err != nil {
+		return fmt.Errorf("confirm mount vetting of %s: %w", id, err)
+	}
+	if out.Error != "" {
+		return fmt.Errorf("confirm mount vetting of %s: %s", id, out.Error)
+	}
+	return nil
 }
 
 // GetStatus asks the running helper for its PID and containers.
@@ -67,13 +82,13 @@ func ask(req request, out any) error {
 	return nil
 }
 
-// start runs `binary helper serve` in a session of its own, its output
-// in the log file, and does not wait for it.
-func start(binary string) error {
+// spawn runs `binary helper <what>` (the helper or its keeper) in a
+// session of its own, its output in the log file, and does not wait for it.
+func spawn(binary, what string) error {
 	if err := os.MkdirAll(Dir, 0o700); err != nil {
 		return err
 	}
-	if err := os.MkdirAll("/var/log/moat", 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(LogFile), 0o700); err != nil {
 		return err
 	}
 	log, err := os.OpenFile(LogFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
@@ -81,13 +96,13 @@ func start(binary string) error {
 		return fmt.Errorf("helper log: %w", err)
 	}
 	defer log.Close()
-	cmd := exec.Command(binary, "--log-format", "text", "helper", "serve")
+	cmd := exec.Command(binary, "--log-format", "text", "helper", what)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start mount-vetting helper: %w", err)
+		return fmt.Errorf("start mount-vetting %s: %w", what, err)
 	}
 	// Not waited for: it outlives this process, and init reaps it.
 	return cmd.Process.Release()

@@ -5,6 +5,8 @@
 package helper
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,12 +38,22 @@ const (
 
 // request is a control message from moat itself.
 type request struct {
-	Op string `json:"op"` // "hello" (a create is coming) or "status"
+	// Op is "hello" (a create is coming), "confirm" (is the listener of
+	// process Pid of container ID served and kept?) or "status".
+	Op  string `json:"op"`
+	ID  string `json:"id,omitempty"`
+	Pid int    `json:"pid,omitempty"`
+}
+
+// answer is the helper's answer to hello and confirm.
+type answer struct {
+	Error string `json:"error,omitempty"`
 }
 
 // Status is the helper's answer to "status".
 type Status struct {
 	Pid        int      `json:"pid"`
+	KeeperPid  int      `json:"keeper_pid"`
 	Containers []string `json:"containers"`
 }
 
@@ -53,60 +65,49 @@ type server struct {
 	done       chan struct{}
 	epfd       int
 	byFD       map[int]*served
+	link       *link
 }
 
 // served is one container: its mounts' record and its listeners, whose
 // calls one goroutine answers in turn.
 type served struct {
 	c         *mountvet.Container
-	listeners map[int]bool
+	listeners map[int]*listener
 	ready     chan int // listeners with a call pending
+	// sentGen is the generation of c's record the keeper has.
+	sentGen uint64
 }
+
+// listener is one seccomp listener: the init's, or an exec's.
+type listener struct {
+	token string
+	pid   int
+	// kept is closed once the keeper holds a copy.
+	kept     chan struct{}
+	keptOnce sync.Once
+}
+
+func (l *listener) markKept() { l.keptOnce.Do(func() { close(l.kept) }) }
 
 // Serve runs the helper until it has been idle for IdleExit. It returns
 // at once, with no error, if another helper already runs.
-func Serve() error {
-	if err := os.MkdirAll(Dir, 0o700); err != nil {
-		return fmt.Errorf("helper dir: %w", err)
-	}
-	lock, err := os.OpenFile(lockFile, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return fmt.Errorf("helper lock: %w", err)
-	}
-	defer lock.Close()
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			// Another helper runs, or one exiting: wait for it to finish
-			// and take over only if it is gone.
-			if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
-				return fmt.Errorf("helper lock: %w", err)
-			}
-			if c, err := net.Dial("unix", Socket); err == nil {
-				c.Close()
-				return nil
-			}
-		} else {
-			return fmt.Errorf("helper lock: %w", err)
-		}
-	}
-	leaveCallersCgroups()
-	_ = os.Remove(Socket)
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: Socket, Net: "unix"})
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", Socket, err)
-	}
-	ln.SetUnlinkOnClose(false)
-	if err := os.Chmod(Socket, 0o600); err != nil {
+func Serve(binary string) error {
+	lock, ln, err := startOnce(lockFile, Socket, "unix")
+	if err != nil || ln == nil {
 		return err
 	}
+	defer lock.Close()
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return fmt.Errorf("epoll: %w", err)
 	}
-	s := &server{containers: map[string]*served{}, done: make(chan struct{}), epfd: epfd, byFD: map[int]*served{}}
+	s := &server{containers: map[string]*served{}, done: make(chan struct{}), epfd: epfd, byFD: map[int]*served{}, link: &link{binary: binary}}
 	s.idle = time.AfterFunc(IdleExit, s.idleExit)
 	logrus.Infof("helper %d serving on %s", os.Getpid(), Socket)
 	go s.poll()
+	// Take back what a killed helper served before answering anyone.
+	gone := s.relink()
+	go s.keepLinked(gone)
 	go func() {
 		for {
 			conn, err := ln.AcceptUnix()
@@ -121,6 +122,7 @@ func Serve() error {
 	// socket starts a helper, which waits for this one's lock.
 	_ = os.Remove(Socket)
 	ln.Close()
+	s.link.bye()
 	logrus.Infof("helper %d: no container for %s, exiting", os.Getpid(), IdleExit)
 	return nil
 }
@@ -162,7 +164,7 @@ func (s *server) handleConn(conn *net.UnixConn) {
 		return
 	}
 	if len(fds) > 0 {
-		s.addListener(buf[:n], fds)
+		s.handOver(buf[:n], fds)
 		return
 	}
 	var req request
@@ -173,7 +175,13 @@ func (s *server) handleConn(conn *net.UnixConn) {
 	switch req.Op {
 	case "hello":
 		s.touch()
-		_, _ = conn.Write([]byte(`{}`))
+		_ = json.NewEncoder(conn).Encode(answer{})
+	case "confirm":
+		var a answer
+		if err := s.confirm(req.ID, req.Pid); err != nil {
+			a.Error = err.Error()
+		}
+		_ = json.NewEncoder(conn).Encode(a)
 	case "status":
 		_ = json.NewEncoder(conn).Encode(s.status())
 	default:
@@ -184,7 +192,7 @@ func (s *server) handleConn(conn *net.UnixConn) {
 func (s *server) status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Status{Pid: os.Getpid(), Containers: []string{}}
+	st := Status{Pid: os.Getpid(), KeeperPid: s.link.keeperPID(), Containers: []string{}}
 	for id := range s.containers {
 		st.Containers = append(st.Containers, id)
 	}
@@ -193,22 +201,37 @@ func (s *server) status() Status {
 }
 
 func peerUID(conn *net.UnixConn) (int, error) {
-	raw, err := conn.SyscallConn()
+	cred, err := peerCred(conn)
 	if err != nil {
 		return -1, err
+	}
+	return int(cred.Uid), nil
+}
+
+func peerPID(conn *net.UnixConn) (int, error) {
+	cred, err := peerCred(conn)
+	if err != nil {
+		return -1, err
+	}
+	return int(cred.Pid), nil
+}
+
+func peerCred(conn *net.UnixConn) (*unix.Ucred, error) {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return nil, err
 	}
 	var cred *unix.Ucred
 	var cerr error
 	if err := raw.Control(func(fd uintptr) {
 		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
 	}); err != nil {
-		return -1, err
+		return nil, err
 	}
-	if cerr != nil {
-		return -1, cerr
-	}
-	return int(cred.Uid), nil
+	return cred, cerr
 }
+
+func closeFD(fd int) { _ = unix.Close(fd) }
 
 func parseFDs(oob []byte) ([]int, error) {
 	msgs, err := unix.ParseSocketControlMessage(oob)
@@ -226,40 +249,168 @@ func parseFDs(oob []byte) ([]int, error) {
 	return fds, nil
 }
 
-// addListener takes the seccomp listener libcontainer hands over with the
-// state of the container whose process it filters.
-func (s *server) addListener(msg []byte, fds []int) {
+// handOver takes the seccomp listener libcontainer hands over with the
+// state of the container whose process it filters, and gives the keeper
+// a copy.
+func (s *server) handOver(msg []byte, fds []int) {
 	var st specs.ContainerProcessState
 	if err := json.Unmarshal(msg, &st); err != nil || len(fds) != 1 || st.State.ID == "" {
 		logrus.Warnf("helper: bad listener hand-over (%d fds): %v", len(fds), err)
 		for _, fd := range fds {
-			unix.Close(fd)
+			closeFD(fd)
 		}
 		return
 	}
 	fd := fds[0]
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	sv := s.containers[st.State.ID]
 	if sv == nil {
 		c, err := mountvet.NewContainer(st.State.ID, st.Pid)
 		if err != nil {
+			s.mu.Unlock()
 			logrus.Errorf("helper: %v", err)
-			unix.Close(fd)
+			closeFD(fd)
 			return
 		}
-		sv = &served{c: c, listeners: map[int]bool{}, ready: make(chan int, 64)}
-		s.containers[st.State.ID] = sv
-		go s.answer(sv)
+		sv = s.serve(c)
 	}
-	sv.listeners[fd] = true
+	l := s.addListener(sv, fd, newToken(), st.Pid)
+	rec, gen := sv.c.Record()
+	s.mu.Unlock()
+	logrus.Infof("helper: vetting %s (process %d)", st.State.ID, st.Pid)
+	if err := s.link.send(keepMsg{Op: "take", Token: l.token, Pid: l.pid, Record: &rec}, fd); err != nil {
+		logrus.Warnf("helper: keep listener of %s: %v", st.State.ID, err)
+		return
+	}
+	s.noteSent(sv, gen)
+	l.markKept()
+}
+
+// serve starts serving container c. s.mu is held.
+func (s *server) serve(c *mountvet.Container) *served {
+	sv := &served{c: c, listeners: map[int]*listener{}, ready: make(chan int, 64)}
+	s.containers[c.ID] = sv
+	go s.answer(sv)
+	return sv
+}
+
+// addListener watches fd, a listener of sv's. s.mu is held.
+func (s *server) addListener(sv *served, fd int, token string, pid int) *listener {
+	l := &listener{token: token, pid: pid, kept: make(chan struct{})}
+	sv.listeners[fd] = l
 	s.byFD[fd] = sv
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT, Fd: int32(fd)}
 	if err := unix.EpollCtl(s.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		logrus.Errorf("helper: watch listener of %s: %v", st.State.ID, err)
+		logrus.Errorf("helper: watch listener of %s: %v", sv.c.ID, err)
 	}
 	s.idle.Stop()
-	logrus.Infof("helper: vetting %s (process %d)", st.State.ID, st.Pid)
+	return l
+}
+
+func newToken() string {
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// confirm waits until the listener of process pid of container id is
+// served and the keeper holds it: only then does a kill of the helper
+// leave the container vetted.
+func (s *server) confirm(id string, pid int) error {
+	deadline := time.Now().Add(waitPeer)
+	for {
+		s.mu.Lock()
+		var l *listener
+		if sv := s.containers[id]; sv != nil {
+			for _, cand := range sv.listeners {
+				if cand.pid == pid {
+					l = cand
+				}
+			}
+		}
+		s.mu.Unlock()
+		if l != nil {
+			select {
+			case <-l.kept:
+				return nil
+			case <-time.After(time.Until(deadline)):
+				return fmt.Errorf("the listener of %s is served but not kept: %w", id, errNoKeeper)
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the helper never got the listener of process %d of %s", pid, id)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// relink connects to the keeper (starting one if need be), adopts what it
+// kept and sends it what it lacks. It returns a channel closed when the
+// keeper goes, or nil if there is no keeper.
+func (s *server) relink() <-chan struct{} {
+	back, gone, err := s.link.connect()
+	if err != nil {
+		logrus.Errorf("helper %d: %v", os.Getpid(), err)
+		return nil
+	}
+	have := map[string]bool{}
+	s.mu.Lock()
+	for _, k := range back {
+		have[k.token] = true
+		sv := s.containers[k.record.ID]
+		if sv == nil {
+			sv = s.serve(mountvet.Restore(k.record))
+		}
+		s.addListener(sv, k.fd, k.token, k.pid).markKept()
+		logrus.Infof("helper: vetting %s again (process %d)", k.record.ID, k.pid)
+	}
+	type out struct {
+		m  keepMsg
+		fd int
+		l  *listener
+	}
+	var send []out
+	for _, sv := range s.containers {
+		rec, gen := sv.c.Record()
+		sv.sentGen = gen
+		for fd, l := range sv.listeners {
+			if !have[l.token] {
+				send = append(send, out{keepMsg{Op: "take", Token: l.token, Pid: l.pid, Record: &rec}, fd, l})
+			}
+		}
+	}
+	s.mu.Unlock()
+	for _, o := range send {
+		if err := s.link.send(o.m, o.fd); err != nil {
+			logrus.Errorf("helper: give the keeper %s: %v", o.m.Record.ID, err)
+			continue
+		}
+		o.l.markKept()
+	}
+	return gone
+}
+
+// keepLinked starts a new keeper whenever the one there goes.
+func (s *server) keepLinked(gone <-chan struct{}) {
+	for {
+		if gone != nil {
+			select {
+			case <-gone:
+			case <-s.done:
+				return
+			}
+			s.link.drop()
+		} else {
+			select {
+			case <-time.After(time.Second):
+			case <-s.done:
+				return
+			}
+		}
+		gone = s.relink()
+	}
 }
 
 // poll waits on every listener and passes those with a pending call to
@@ -298,8 +449,11 @@ func (s *server) poll() {
 func (s *server) dropListener(sv *served, fd int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if sv.listeners[fd] == nil {
+		return
+	}
 	_ = unix.EpollCtl(s.epfd, unix.EPOLL_CTL_DEL, fd, nil)
-	unix.Close(fd)
+	closeFD(fd)
 	delete(s.byFD, fd)
 	delete(sv.listeners, fd)
 	if len(sv.listeners) == 0 {
@@ -322,6 +476,9 @@ func (s *server) answer(sv *served) {
 			if errno != 0 {
 				logrus.Infof("helper: %s: refused or failed a mount call of process %d: %v (%s)", sv.c.ID, n.Pid, errno, why)
 			}
+			// The keeper learns of a changed record before the caller
+			// does: a helper started after a kill decides the same.
+			s.sendRecord(sv)
 			if err := mountvet.Respond(fd, n.ID, errno); err != nil {
 				logrus.Warnf("helper: %s: respond: %v", sv.c.ID, err)
 			}
@@ -331,6 +488,32 @@ func (s *server) answer(sv *served) {
 			s.dropListener(sv, fd)
 		}
 	}
+}
+
+// noteSent records that the keeper has generation gen of sv's record.
+func (s *server) noteSent(sv *served, gen uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if gen > sv.sentGen {
+		sv.sentGen = gen
+	}
+}
+
+// sendRecord gives the keeper sv's record if it changed since it was
+// last given.
+func (s *server) sendRecord(sv *served) {
+	s.mu.Lock()
+	sent := sv.sentGen
+	s.mu.Unlock()
+	if sv.c.Generation() == sent {
+		return
+	}
+	rec, gen := sv.c.Record()
+	if err := s.link.send(keepMsg{Op: "record", Record: &rec}, -1); err != nil {
+		logrus.Warnf("helper: give the keeper the record of %s: %v", sv.c.ID, err)
+		return
+	}
+	s.noteSent(sv, gen)
 }
 
 // leaveCallersCgroups moves the helper to the root of every cgroup

@@ -46,6 +46,8 @@ type Container struct {
 	// own are mounts made by vetted calls: the container's, to unmount at
 	// will, with the locks they inherited from what they bind.
 	own map[int]known
+	// gen counts changes to own, for the helper's copy of the record.
+	gen uint64
 }
 
 // NewContainer records the mounts of the container whose init is pid.
@@ -370,8 +372,9 @@ func (c *Container) umount(cl *caller, k *call) (unix.Errno, string) {
 	}
 	q.expectTarget = r.target
 	_, e, why = act(cl, q)
-	if e == 0 {
+	if _, ok := c.own[m.ID]; ok && e == 0 {
 		delete(c.own, m.ID)
+		c.gen++
 	}
 	return e, why
 }
@@ -489,6 +492,7 @@ func (c *Container) bind(cl *caller, k *call) (unix.Errno, string) {
 	if t2, err := c.table(cl); err == nil {
 		if m := t2[int(res.newMount)]; m != nil {
 			c.own[m.ID] = known{ref: refOf(m), locks: locks}
+			c.gen++
 		}
 	}
 	return 0, why

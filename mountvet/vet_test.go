@@ -3,6 +3,7 @@ package mountvet
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"github.com/moby/sys/mountinfo"
@@ -122,5 +123,18 @@ func TestReadString(t *testing.T) {
 	}
 	if _, err := readString(f, 20000, 100); err != unix.EFAULT {
 		t.Errorf("past the end: got %v", err)
+	}
+}
+
+// A restored container decides as the one whose record it is.
+func TestRecordRoundTrip(t *testing.T) {
+	c := &Container{ID: "c", initial: map[int]known{
+		10: {ref: mountRef{"0:42", "/"}, locks: unix.MS_RDONLY | unix.MS_NOSUID},
+		11: {ref: mountRef{"8:1", "/vol"}},
+	}, own: map[int]known{20: {ref: mountRef{"0:50", "/"}, locks: unix.MS_NODEV}}}
+	rec, _ := c.Record()
+	r := Restore(rec)
+	if !reflect.DeepEqual(r.initial, c.initial) || !reflect.DeepEqual(r.own, c.own) || r.ID != c.ID {
+		t.Fatalf("restored %+v %+v, want %+v %+v", r.initial, r.own, c.initial, c.own)
 	}
 }

@@ -108,6 +108,12 @@ func (r *Runtime) launch(o CreateOpts, run bool) (status int, retErr error) {
 		return -1, err
 	}
 	logrus.Debugf("create %s: start init took %s", o.ID, time.Since(start))
+	if err := confirmVetting(o.ID, p); err != nil {
+		if derr := killAndDestroy(c); derr != nil {
+			logrus.Warnf("destroy %s: %v", o.ID, derr)
+		}
+		return -1, err
+	}
 	// The init has done its mounts and pivoted into the rootfs.
 	r.detachFromHost(o.ID)
 	status, err = afterStart(p, s, o.IO, sigs)
@@ -171,6 +177,17 @@ func (r *Runtime) holders(ids *userns.Allocator, uid uint32, id string) ([]strin
 		}
 	}
 	return out, nil
+}
+
+// confirmVetting makes sure the helper serves p's seccomp listener and
+// has it kept safe from its own crash: a process whose mount calls
+// nobody could vet must not run on.
+func confirmVetting(id string, p *libcontainer.Process) error {
+	pid, err := p.Pid()
+	if err != nil {
+		return err
+	}
+	return helper.Confirm(id, pid)
 }
 
 // ensureHelper makes sure the mount-vetting helper runs before a process

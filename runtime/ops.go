@@ -119,6 +119,13 @@ func (r *Runtime) Exec(o ExecOpts) (int, error) {
 	if err := c.Run(p); err != nil {
 		return -1, err
 	}
+	if sc := cfg.Seccomp; sc != nil && sc.ListenerPath != "" {
+		if err := confirmVetting(o.ID, p); err != nil {
+			_ = p.Signal(unix.SIGKILL)
+			_, _ = p.Wait()
+			return -1, err
+		}
+	}
 	return afterStart(p, s, o.IO, sigs)
 }
 

@@ -3,11 +3,16 @@
 package test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/moatrt/moat/helper"
 )
 
 // vetScript runs each check as "name: command" and prints "name=<exit
@@ -287,4 +292,166 @@ func TestHelperSocketRootOnly(t *testing.T) {
 	if r.err == nil {
 		t.Errorf("a non-root user reached the helper: %s", r)
 	}
+}
+
+// checkVetted shows that container n's mount calls are vetted: a protected
+// mount stays protected, and a call the container may make is carried out
+// (it would fail with no helper to answer it).
+func checkVetted(t *testing.T, n string) {
+	t.Helper()
+	out := mustDocker(t, "exec", n, "sh", "-c", vetScript([][2]string{
+		{"remount_rw", "mount -o remount,rw,bind /mnt"},
+		{"umount_proc", "umount -l /proc"},
+		{"tmpfs", "mkdir -p /root/k && mount -t tmpfs k /root/k && umount /root/k"},
+	}))
+	got := statuses(out)
+	if got["remount_rw"] == "0" || got["umount_proc"] == "0" {
+		t.Errorf("%s: a protected mount changed: %q", n, out)
+	}
+	if got["tmpfs"] != "0" {
+		t.Errorf("%s: its own tmpfs mount failed, so nobody vets its calls: %q", n, out)
+	}
+}
+
+// waitServed waits until a helper with a keeper serves every container
+// in ids and replaced(status) holds, and returns its status and how long
+// that took.
+func waitServed(t *testing.T, ids []string, replaced func(*helper.Status) bool) (*helper.Status, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	deadline := start.Add(30 * time.Second)
+	for {
+		st, err := helper.GetStatus()
+		if err == nil && st.KeeperPid != 0 && containsAll(st.Containers, ids) && replaced(st) {
+			return st, time.Since(start)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no new helper serves %v 30s after the kill: %v %v", ids, st, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func containsAll(have, want []string) bool {
+	set := map[string]bool{}
+	for _, h := range have {
+		set[h] = true
+	}
+	for _, w := range want {
+		if !set[w] {
+			return false
+		}
+	}
+	return true
+}
+
+// isHelperProcess reports whether pid is a moat helper or keeper, so that
+// a test kills only the processes its containers started.
+func isHelperProcess(pid int) bool {
+	cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && strings.Contains(string(cmd), "\x00helper\x00")
+}
+
+func kill9(t *testing.T, pid int) {
+	t.Helper()
+	if !isHelperProcess(pid) {
+		t.Fatalf("process %d is not moat's helper", pid)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill %d: %v", pid, err)
+	}
+}
+
+// kill -9 of the helper, then of its keeper: the containers keep running
+// and their calls are vetted again by the helper that takes over.
+func TestHelperKilled(t *testing.T) {
+	var names, ids []string
+	for _, opts := range [][]string{{"--cap-add", "SYS_ADMIN"}, {"--privileged"}} {
+		dir := t.TempDir()
+		n := dockerRun(t, append([]string{"-v", dir + ":/mnt:ro"}, opts...), "sleep", "600")
+		names = append(names, n)
+		ids = append(ids, strings.TrimSpace(mustDocker(t, "inspect", "-f", "{{.Id}}", n)))
+	}
+	st, err := helper.GetStatus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, victim := range []string{"helper", "keeper", "helper"} {
+		old := *st
+		replaced := func(now *helper.Status) bool { return now.Pid != old.Pid }
+		pid := old.Pid
+		if victim == "keeper" {
+			replaced = func(now *helper.Status) bool { return now.KeeperPid != old.KeeperPid }
+			pid = old.KeeperPid
+		}
+		kill9(t, pid)
+		var took time.Duration
+		st, took = waitServed(t, ids, replaced)
+		t.Logf("kill -9 of the %s: served again after %s", victim, took)
+		for _, n := range names {
+			if state := strings.TrimSpace(mustDocker(t, "inspect", "-f", "{{.State.Status}}", n)); state != "running" {
+				t.Fatalf("%s is %s after the kill of the %s", n, state, victim)
+			}
+			checkVetted(t, n)
+		}
+	}
+}
+
+// Creates racing a kill of the helper either get vetting or fail, and a
+// failed one leaves nothing (TestMain checks ranges and mounts).
+func TestHelperKilledDuringCreate(t *testing.T) {
+	// The kill lands from the start of a create to past its hand-over.
+	for i := 0; i < 12; i++ {
+		dir := t.TempDir()
+		n := name(t)
+		done := make(chan result, 1)
+		go func() {
+			done <- docker("run", "-d", "--runtime", "moat", "--name", n, "--cap-add", "SYS_ADMIN", "-v", dir+":/mnt:ro", image, "sleep", "600")
+		}()
+		time.Sleep(time.Duration(i*60) * time.Millisecond)
+		if st, err := helper.GetStatus(); err == nil && isHelperProcess(st.Pid) {
+			kill9(t, st.Pid)
+		}
+		r := <-done
+		if r.err != nil {
+			t.Logf("create %d failed as the helper died: %s", i, strings.TrimSpace(r.stderr))
+			docker("rm", "-f", n)
+			continue
+		}
+		t.Logf("create %d got vetting", i)
+		checkVetted(t, n)
+	}
+}
+
+// The helper and its keeper exit once no container is left, and the next
+// create starts them again.
+func TestHelperIdleExit(t *testing.T) {
+	n := dockerRun(t, []string{"--cap-add", "SYS_ADMIN"}, "sleep", "600")
+	st, err := helper.GetStatus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Containers) != 1 {
+		t.Skipf("other moat containers run (%v): the helper cannot go idle", st.Containers)
+	}
+	mustDocker(t, "rm", "-f", n)
+	deadline := time.Now().Add(helper.IdleExit + 30*time.Second)
+	for isHelperProcess(st.Pid) || isHelperProcess(st.KeeperPid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("helper %d or keeper %d still runs %s after the last container went", st.Pid, st.KeeperPid, helper.IdleExit+30*time.Second)
+		}
+		time.Sleep(time.Second)
+	}
+	if _, err := helper.GetStatus(); err == nil {
+		t.Fatal("a helper answers with no container left")
+	}
+	n2 := dockerRun(t, []string{"--cap-add", "SYS_ADMIN", "-v", t.TempDir() + ":/mnt:ro"}, "sleep", "600")
+	st2, err := helper.GetStatus()
+	if err != nil {
+		t.Fatalf("no helper for the next container: %v", err)
+	}
+	if st2.Pid == st.Pid {
+		t.Fatalf("the old helper %d answers", st.Pid)
+	}
+	checkVetted(t, n2)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -17,7 +18,13 @@ var helperCommand = &cli.Command{
 			Name:   "serve",
 			Usage:  "run the helper (create starts it; it exits 60s after its last container)",
 			Hidden: true,
-			Action: func(c *cli.Context) error { return helper.Serve() },
+			Action: withBinary(helper.Serve),
+		},
+		{
+			Name:   "keep",
+			Usage:  "hold the helper's listeners and restart it if it dies (the helper starts it)",
+			Hidden: true,
+			Action: withBinary(helper.Keep),
 		},
 		{
 			Name:  "status",
@@ -27,9 +34,21 @@ var helperCommand = &cli.Command{
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(c.App.Writer, "pid: %d\ncontainers: %s\n", st.Pid, strings.Join(st.Containers, " "))
+				fmt.Fprintf(c.App.Writer, "pid: %d\nkeeper: %d\ncontainers: %s\n", st.Pid, st.KeeperPid, strings.Join(st.Containers, " "))
 				return nil
 			},
 		},
 	},
+}
+
+// withBinary runs f with moat's own binary, which the helper and its
+// keeper run to start each other.
+func withBinary(f func(binary string) error) cli.ActionFunc {
+	return func(*cli.Context) error {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		return f(exe)
+	}
 }

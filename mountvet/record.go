@@ -1,0 +1,54 @@
+package mountvet
+
+// Record is what must outlive the helper process of one container's
+// mounts: which were there at the start and which the container made,
+// so that a helper started after a crash decides as the one before did.
+type Record struct {
+	ID      string       `json:"id"`
+	Initial []KnownMount `json:"initial"`
+	Own     []KnownMount `json:"own,omitempty"`
+}
+
+// KnownMount is one mount of a Record.
+type KnownMount struct {
+	MountID int    `json:"mnt"`
+	Dev     string `json:"dev"`
+	Root    string `json:"root"`
+	Locks   uint64 `json:"locks,omitempty"`
+}
+
+// Record returns c's record and its generation, which changes whenever
+// the record does.
+func (c *Container) Record() (Record, uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return Record{ID: c.ID, Initial: listOf(c.initial), Own: listOf(c.own)}, c.gen
+}
+
+// Generation changes whenever c's record does.
+func (c *Container) Generation() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen
+}
+
+// Restore is the Container that r records.
+func Restore(r Record) *Container {
+	return &Container{ID: r.ID, initial: mapOf(r.Initial), own: mapOf(r.Own)}
+}
+
+func listOf(m map[int]known) []KnownMount {
+	out := make([]KnownMount, 0, len(m))
+	for id, k := range m {
+		out = append(out, KnownMount{MountID: id, Dev: k.ref.dev, Root: k.ref.root, Locks: uint64(k.locks)})
+	}
+	return out
+}
+
+func mapOf(l []KnownMount) map[int]known {
+	m := make(map[int]known, len(l))
+	for _, k := range l {
+		m[k.MountID] = known{ref: mountRef{dev: k.Dev, root: k.Root}, locks: lock(k.Locks)}
+	}
+	return m
+}
