@@ -58,6 +58,25 @@
 #define SYS_mount_setattr 442
 #endif
 
+#ifndef SYS_fsopen
+#define SYS_fsopen 430
+#endif
+#ifndef SYS_fsconfig
+#define SYS_fsconfig 431
+#endif
+#ifndef SYS_fsmount
+#define SYS_fsmount 432
+#endif
+#ifndef FSOPEN_CLOEXEC
+#define FSOPEN_CLOEXEC 0x00000001
+#endif
+#ifndef FSMOUNT_CLOEXEC
+#define FSMOUNT_CLOEXEC 0x00000001
+#endif
+#define MV_FSCONFIG_SET_FLAG 0
+#define MV_FSCONFIG_SET_STRING 1
+#define MV_FSCONFIG_CMD_CREATE 6
+
 struct mv_mount_attr {
 	uint64_t attr_set, attr_clr, propagation, userns_fd;
 };
@@ -157,6 +176,64 @@ detach:
 	return umount2(".", ((int)r->flags & ~UMOUNT_NOFOLLOW) | MNT_DETACH);
 }
 
+/* new_fs builds the new filesystem detached, where nobody sees it, puts
+ * the masks on it, and only then attaches it at the vetted target: the
+ * caller never sees it unmasked. */
+static int new_fs(struct mv_req *r, int tfd)
+{
+	char opts[4097], *o, *next, *eq;
+	int fs, m, i;
+
+	fs = syscall(SYS_fsopen, r->fstype, FSOPEN_CLOEXEC);
+	if (fs < 0)
+		return -1;
+	if (r->data && r->data[0]) {
+		if (strlen(r->data) >= sizeof(opts)) {
+			errno = EINVAL;
+			return -1;
+		}
+		strcpy(opts, r->data);
+		for (o = opts; o; o = next) {
+			next = strchr(o, ',');
+			if (next)
+				*next++ = 0;
+			if (!*o)
+				continue;
+			eq = strchr(o, '=');
+			if (eq) {
+				*eq = 0;
+				if (syscall(SYS_fsconfig, fs, MV_FSCONFIG_SET_STRING, o, eq + 1, 0) < 0)
+					return -1;
+			} else if (syscall(SYS_fsconfig, fs, MV_FSCONFIG_SET_FLAG, o, NULL, 0) < 0) {
+				return -1;
+			}
+		}
+	}
+	if (syscall(SYS_fsconfig, fs, MV_FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+		return -1;
+	m = syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, (unsigned int)r->attr_set);
+	if (m < 0)
+		return -1;
+	for (i = 0; i < r->nsteps; i++) {
+		const struct mv_step *st = &r->steps[i];
+		struct mv_mount_attr a = { .attr_set = st->attr };
+		int src = st->src ? syscall(SYS_open_tree, AT_FDCWD, st->src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW)
+				  : syscall(SYS_open_tree, m, st->self, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW);
+		if (src < 0)
+			return -1;
+		if (st->attr && syscall(SYS_mount_setattr, src, "", AT_EMPTY_PATH, &a, sizeof(a)) < 0)
+			return -1;
+		if (syscall(SYS_move_mount, src, "", m, st->dst, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+			return -1;
+		close(src);
+	}
+	if (syscall(SYS_move_mount, m, "", tfd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+		return -1;
+	if (mount_of(m, &r->newmnt, NULL) < 0)
+		r->newmnt = 0;
+	return 0;
+}
+
 static int act(struct mv_req *r)
 {
 	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
@@ -219,6 +296,10 @@ static int act(struct mv_req *r)
 		break;
 	case MV_UMOUNT:
 		if (umount_by_name(r, tfd) < 0)
+			return fail(r, MV_STAGE_OP);
+		break;
+	case MV_NEWFS:
+		if (new_fs(r, tfd) < 0)
 			return fail(r, MV_STAGE_OP);
 		break;
 	default:

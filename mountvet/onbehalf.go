@@ -104,6 +104,7 @@ const (
 	opBind        = C.MV_BIND
 	opMove        = C.MV_MOVE
 	opUmount      = C.MV_UMOUNT
+	opNewFS       = C.MV_NEWFS
 
 	stageTarget = C.MV_STAGE_TARGET
 	stageSource = C.MV_STAGE_SOURCE
@@ -120,6 +121,15 @@ type request struct {
 	noFollow, wantSource    bool
 	recursive, inPidNS      bool
 	expectTarget, expectSrc uint64
+	steps                   []step // opNewFS
+}
+
+// step is one mount of a new filesystem's masks (struct mv_step): a clone
+// of src as the caller sees it, or of self inside the new filesystem,
+// mounted at dst inside it.
+type step struct {
+	src, self, dst string
+	attr           uint64
 }
 
 // result is what the child found and how the operation ended.
@@ -154,7 +164,7 @@ func (c *caller) run(q request) result {
 	// filesystem takes them from its mounter (sysfs, mqueue, cgroup, proc).
 	r.ns[C.MV_NS_USER] = C.int(c.ns[C.MV_NS_USER].Fd())
 	r.ns[C.MV_NS_MNT] = C.int(c.ns[C.MV_NS_MNT].Fd())
-	if q.op == C.MV_NEW {
+	if q.op == C.MV_NEW || q.op == C.MV_NEWFS {
 		for _, i := range []int{C.MV_NS_NET, C.MV_NS_IPC, C.MV_NS_UTS, C.MV_NS_CGROUP} {
 			r.ns[i] = C.int(c.ns[i].Fd())
 		}
@@ -192,6 +202,21 @@ func (c *caller) run(q request) result {
 	r.recursive = cbool(q.recursive)
 	r.expect_tmnt = C.ulonglong(q.expectTarget)
 	r.expect_smnt = C.ulonglong(q.expectSrc)
+	if len(q.steps) > 0 {
+		steps := (*[1 << 20]C.struct_mv_step)(C.calloc(C.size_t(len(q.steps)), C.size_t(unsafe.Sizeof(C.struct_mv_step{}))))[:len(q.steps):len(q.steps)]
+		frees = append(frees, unsafe.Pointer(&steps[0]))
+		for i, st := range q.steps {
+			if st.src != "" {
+				steps[i].src = cstr(st.src)
+			} else {
+				steps[i].self = cstr(st.self)
+			}
+			steps[i].dst = cstr(st.dst)
+			steps[i].attr = C.ulonglong(st.attr)
+		}
+		r.steps = &steps[0]
+		r.nsteps = C.int(len(q.steps))
+	}
 
 	// The child's fds are this thread's: keep it the same OS thread.
 	runtime.LockOSThread()

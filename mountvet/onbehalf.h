@@ -15,6 +15,16 @@ enum mv_op {
 	MV_BIND,        /* MS_BIND: a clone of source's mount at target */
 	MV_MOVE,        /* MS_MOVE */
 	MV_UMOUNT,      /* umount2 */
+	MV_NEWFS,       /* a new proc or sysfs, built detached with the masks
+	                 * of the container's own, then attached at target */
+};
+
+/* One mount of a new filesystem's masks: a clone of src (a path as the
+ * caller sees it) or, when src is NULL, of the new filesystem's own self
+ * (a read-only path), mounted at dst inside it with attr set. */
+struct mv_step {
+	const char *src, *self, *dst;
+	unsigned long long attr;
 };
 
 enum mv_ns { MV_NS_USER, MV_NS_MNT, MV_NS_NET, MV_NS_IPC, MV_NS_UTS, MV_NS_CGROUP, MV_NS_PID, MV_NS_COUNT };
@@ -37,6 +47,8 @@ struct mv_req {
 	int want_source;              /* resolve source to a mount too */
 	int recursive;                /* MV_BIND: with the mounts below */
 	unsigned long long expect_tmnt, expect_smnt; /* 0: no check */
+	const struct mv_step *steps;  /* MV_NEWFS */
+	int nsteps;
 
 	/* results */
 	int err, stage;

@@ -7,6 +7,8 @@ type Record struct {
 	ID      string       `json:"id"`
 	Initial []KnownMount `json:"initial"`
 	Own     []KnownMount `json:"own,omitempty"`
+	Guards  []KnownMount `json:"guards,omitempty"`
+	Views   []FSView     `json:"views,omitempty"`
 }
 
 // KnownMount is one mount of a Record.
@@ -15,6 +17,7 @@ type KnownMount struct {
 	Dev     string `json:"dev"`
 	Root    string `json:"root"`
 	Locks   uint64 `json:"locks,omitempty"`
+	NS      uint64 `json:"ns,omitempty"` // guards: its mount namespace
 }
 
 // Record returns c's record and its generation, which changes whenever
@@ -22,7 +25,14 @@ type KnownMount struct {
 func (c *Container) Record() (Record, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return Record{ID: c.ID, Initial: listOf(c.initial), Own: listOf(c.own)}, c.gen
+	r := Record{ID: c.ID, Initial: listOf(c.initial), Own: listOf(c.own)}
+	for id, g := range c.guards {
+		r.Guards = append(r.Guards, KnownMount{MountID: id, Dev: g.ref.dev, Root: g.ref.root, Locks: uint64(g.locks), NS: g.ns})
+	}
+	for _, v := range c.views {
+		r.Views = append(r.Views, v)
+	}
+	return r, c.gen
 }
 
 // Generation changes whenever c's record does.
@@ -34,7 +44,14 @@ func (c *Container) Generation() uint64 {
 
 // Restore is the Container that r records.
 func Restore(r Record) *Container {
-	return &Container{ID: r.ID, initial: mapOf(r.Initial), own: mapOf(r.Own)}
+	c := &Container{ID: r.ID, initial: mapOf(r.Initial), own: mapOf(r.Own), guards: map[int]guard{}, views: map[string]FSView{}}
+	for _, g := range r.Guards {
+		c.guards[g.MountID] = guard{known: known{ref: mountRef{dev: g.Dev, root: g.Root}, locks: lock(g.Locks)}, ns: g.NS}
+	}
+	for _, v := range r.Views {
+		c.views[v.FSType] = v
+	}
+	return c
 }
 
 func listOf(m map[int]known) []KnownMount {

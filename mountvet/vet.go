@@ -46,8 +46,19 @@ type Container struct {
 	// own are mounts made by vetted calls: the container's, to unmount at
 	// will, with the locks they inherited from what they bind.
 	own map[int]known
-	// gen counts changes to own, for the helper's copy of the record.
+	// guards are the masks and read-only paths moat put on a proc or
+	// sysfs the container mounted: protected as initial mounts are, in
+	// the mount namespace they were made in.
+	guards map[int]guard
+	// views are how the container's proc and sysfs look, for new ones.
+	views map[string]FSView
+	// gen counts changes to the record, for the helper's copy of it.
 	gen uint64
+}
+
+type guard struct {
+	known
+	ns uint64 // inode of its mount namespace
 }
 
 // NewContainer records the mounts of the container whose init is pid.
@@ -56,7 +67,7 @@ func NewContainer(id string, pid int) (*Container, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mounts of %s: %w", id, err)
 	}
-	c := &Container{ID: id, initial: map[int]known{}, own: map[int]known{}}
+	c := &Container{ID: id, initial: map[int]known{}, own: map[int]known{}, guards: map[int]guard{}, views: viewsOf(ms)}
 	for _, m := range ms {
 		c.initial[m.ID] = known{ref: refOf(m), locks: flagsOf(m.Options)}
 	}
@@ -105,13 +116,22 @@ func (c *Container) locksOf(m *mountinfo.Info) lock {
 	if k, ok := c.initial[m.ID]; ok && k.ref == ref {
 		return k.locks
 	}
+	if g, ok := c.guards[m.ID]; ok && g.ref == ref {
+		return g.locks
+	}
 	var l lock
+	match := func(k known) {
+		if k.ref.dev == ref.dev && policy.PathWithin(ref.root, k.ref.root) {
+			l |= k.locks
+		}
+	}
 	for _, set := range []map[int]known{c.initial, c.own} {
 		for _, k := range set {
-			if k.ref.dev == ref.dev && policy.PathWithin(ref.root, k.ref.root) {
-				l |= k.locks
-			}
+			match(k)
 		}
+	}
+	for _, g := range c.guards {
+		match(g.known)
 	}
 	return l
 }
@@ -124,6 +144,9 @@ func (c *Container) protected(m *mountinfo.Info) bool {
 		return false
 	}
 	if k, ok := c.initial[m.ID]; ok && k.ref == ref {
+		return true
+	}
+	if g, ok := c.guards[m.ID]; ok && g.ref == ref {
 		return true
 	}
 	for _, k := range c.initial {
@@ -376,6 +399,11 @@ func (c *Container) umount(cl *caller, k *call) (unix.Errno, string) {
 		delete(c.own, m.ID)
 		c.gen++
 	}
+	if e == 0 && c.guardsIn(cl.mntNS) {
+		if t, err := c.table(cl); err == nil {
+			c.pruneGuards(cl.mntNS, t)
+		}
+	}
 	return e, why
 }
 
@@ -525,10 +553,9 @@ func (c *Container) newMount(cl *caller, k *call) (unix.Errno, string) {
 	if k.fstype == nil {
 		return unix.EINVAL, "no filesystem type"
 	}
-	switch *k.fstype {
-	case "proc", "sysfs":
-		// A new proc or sysfs would show what the container's masks hide.
-		return unix.EPERM, "new " + *k.fstype + " mounts are not supported yet"
+	if _, ok := viewBases[*k.fstype]; ok {
+		// A bare proc or sysfs would show what the container's masks hide.
+		return c.newFS(cl, k)
 	}
 	q := request{op: opNew, target: *k.target, source: deref(k.source), fstype: k.fstype, data: k.data, flags: k.flags}
 	_, e, why := act(cl, q)

@@ -15,12 +15,13 @@ import (
 	"github.com/moatrt/moat/helper"
 )
 
-// vetScript runs each check as "name: command" and prints "name=<exit
-// status>", so that one container answers every case.
+// vetScript runs each check as "name: command" in a subshell and prints
+// "name=<exit status>", so that one container answers every case. A
+// refused case whose set-up failed exits 0 so as not to pass for nothing.
 func vetScript(checks [][2]string) string {
 	var b strings.Builder
 	for _, c := range checks {
-		b.WriteString(c[1] + " >/dev/null 2>&1; echo " + c[0] + "=$?\n")
+		b.WriteString("(" + c[1] + ") >/dev/null 2>&1; echo " + c[0] + "=$?\n")
 	}
 	return b.String()
 }
@@ -57,6 +58,17 @@ func TestMountVetting(t *testing.T) {
 		{"proc_suid", "mount -o remount,bind,suid /proc"},
 		{"bind_uncovers", "mkdir -p /bp && mount --bind /proc /bp"},
 		{"rbind_copy_umount", "mkdir -p /rp && mount --rbind /proc /rp && umount /rp/keys"},
+		// another mount namespace or root changes nothing
+		{"unshare_umount_proc", "unshare -m umount -l /proc"},
+		{"unshare_remount_rw", "unshare -m mount -o remount,rw,bind /mnt"},
+		{"chroot_remount_rw", "chroot / mount -o remount,rw,bind /mnt"},
+		// a new proc or sysfs comes with the container's masks, which
+		// are protected as the originals are
+		{"newproc_umount_sys", "mkdir -p /tmp/p && mount -t proc proc /tmp/p || exit 0; umount /tmp/p/sys"},
+		{"newproc_sys_rw", "test -e /tmp/p/self || exit 0; mount -o remount,rw,bind /tmp/p/sys"},
+		{"newproc_keys_shown", "test -e /tmp/p/self || exit 0; test -s /tmp/p/keys"},
+		{"newproc_bind_uncovers", "test -e /tmp/p/self || exit 0; mkdir -p /tmp/pb && mount --bind /tmp/p /tmp/pb"},
+		{"newsys_firmware_shown", "mkdir -p /tmp/s && mount -t sysfs sysfs /tmp/s || exit 0; test -n \"$(ls /tmp/s/firmware)\""},
 		// allowed: each must succeed (the seed's own sequence)
 		{"tmpfs", "mkdir -p /root/tmpfs && mount -t tmpfs tmpfs /root/tmpfs"},
 		{"tmpfs_ro", "mount -o remount,ro /root/tmpfs /root/tmpfs"},
@@ -66,11 +78,17 @@ func TestMountVetting(t *testing.T) {
 		{"own_bind_ro", "mount -o remount,ro,bind /root/b2"},
 		{"own_umount", "umount /root/b2 && umount /root/tmpfs"},
 		{"mnt_ro_again", "mount -o remount,ro,bind /mnt"},
+		{"newproc", "mkdir -p /tmp/p2 && mount -t proc proc /tmp/p2 && test -r /tmp/p2/self/status"},
+		{"newproc_umount", "umount -l /tmp/p2"},
+		{"overlay", "mkdir -p /tmp/o && mount -t tmpfs t /tmp/o && mkdir /tmp/o/l /tmp/o/u /tmp/o/w /tmp/o/m && mount -t overlay o -o lowerdir=/tmp/o/l,upperdir=/tmp/o/u,workdir=/tmp/o/w /tmp/o/m && touch /tmp/o/m/f && umount /tmp/o/m"},
+		{"newsys", "mkdir -p /tmp/s2 && mount -t sysfs sysfs /tmp/s2 && test -d /tmp/s2/kernel && umount -l /tmp/s2"},
 	}
 	refused := map[string]bool{}
-	for _, c := range checks[:15] {
+	for _, c := range checks[:23] {
 		refused[c[0]] = true
 	}
+	// docker masks nothing for --privileged: these then work.
+	unmaskedIfPrivileged := map[string]bool{"bind_uncovers": true, "newproc_keys_shown": true, "newproc_bind_uncovers": true, "newsys_firmware_shown": true}
 	for _, opts := range [][]string{{"--cap-add", "SYS_ADMIN"}, {"--privileged"}} {
 		privileged := opts[0] == "--privileged"
 		t.Run(strings.Join(opts, " "), func(t *testing.T) {
@@ -90,8 +108,7 @@ func TestMountVetting(t *testing.T) {
 				switch {
 				case !ok:
 					t.Errorf("%s: no result in %q", c[0], r.stdout)
-				case privileged && c[0] == "bind_uncovers":
-					// docker masks nothing in /proc for --privileged.
+				case privileged && unmaskedIfPrivileged[c[0]]:
 				case refused[c[0]] && st == "0":
 					t.Errorf("%s (%s) succeeded: must be refused", c[0], c[1])
 				case !refused[c[0]] && st != "0":
