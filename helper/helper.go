@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -66,6 +67,8 @@ type server struct {
 	epfd       int
 	byFD       map[int]*served
 	link       *link
+	// arrived is closed and replaced whenever a listener is added.
+	arrived chan struct{}
 }
 
 // served is one container: its mounts' record and its listeners, whose
@@ -101,7 +104,7 @@ func Serve(binary string) error {
 	if err != nil {
 		return fmt.Errorf("epoll: %w", err)
 	}
-	s := &server{containers: map[string]*served{}, done: make(chan struct{}), epfd: epfd, byFD: map[int]*served{}, link: &link{binary: binary}}
+	s := &server{containers: map[string]*served{}, done: make(chan struct{}), epfd: epfd, byFD: map[int]*served{}, link: &link{binary: binary}, arrived: make(chan struct{})}
 	s.idle = time.AfterFunc(IdleExit, s.idleExit)
 	logrus.Infof("helper %d serving on %s", os.Getpid(), Socket)
 	go s.poll()
@@ -151,9 +154,16 @@ func (s *server) handleConn(conn *net.UnixConn) {
 		logrus.Warnf("helper: refused a connection from uid %d (%v): only root may use %s", uid, err, Socket)
 		return
 	}
+
 	buf := make([]byte, 1<<16)
 	oob := make([]byte, unix.CmsgSpace(4*4))
 	n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+	if errors.Is(err, io.EOF) || (err == nil && n == 0 && oobn == 0) {
+		// A create connects only to see that the helper is there; its
+		// hand-over is coming.
+		s.touch()
+		return
+	}
 	if err != nil {
 		logrus.Warnf("helper: read request: %v", err)
 		return
@@ -304,6 +314,8 @@ func (s *server) addListener(sv *served, fd int, token string, pid int) *listene
 		logrus.Errorf("helper: watch listener of %s: %v", sv.c.ID, err)
 	}
 	s.idle.Stop()
+	close(s.arrived)
+	s.arrived = make(chan struct{})
 	return l
 }
 
@@ -319,7 +331,7 @@ func newToken() string {
 // served and the keeper holds it: only then does a kill of the helper
 // leave the container vetted.
 func (s *server) confirm(id string, pid int) error {
-	deadline := time.Now().Add(waitPeer)
+	timeout := time.After(waitPeer)
 	for {
 		s.mu.Lock()
 		var l *listener
@@ -330,19 +342,21 @@ func (s *server) confirm(id string, pid int) error {
 				}
 			}
 		}
+		arrived := s.arrived
 		s.mu.Unlock()
 		if l != nil {
 			select {
 			case <-l.kept:
 				return nil
-			case <-time.After(time.Until(deadline)):
+			case <-timeout:
 				return fmt.Errorf("the listener of %s is served but not kept: %w", id, errNoKeeper)
 			}
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-arrived:
+		case <-timeout:
 			return fmt.Errorf("the helper never got the listener of process %d of %s", pid, id)
 		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }
 
@@ -401,7 +415,6 @@ func (s *server) keepLinked(gone <-chan struct{}) {
 			case <-s.done:
 				return
 			}
-			s.link.drop()
 		} else {
 			select {
 			case <-time.After(time.Second):

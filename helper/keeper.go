@@ -95,8 +95,13 @@ func Keep(binary string) error {
 			continue
 		}
 		_ = ln.SetDeadline(time.Time{})
-		bye := k.session(conn)
-		conn.Close()
+		pc, err := newPconn(conn)
+		if err != nil {
+			logrus.Warnf("keeper: %v", err)
+			continue
+		}
+		bye := k.session(pc)
+		pc.Close()
 		if k.count() == 0 && bye {
 			logrus.Infof("keeper %d: the helper is done, exiting", os.Getpid())
 			return nil
@@ -189,7 +194,7 @@ func (k *keeper) startHelper() {
 // session serves one helper's connection: it gives the helper what is
 // kept, then keeps what the helper sends until it hangs up. It reports
 // whether the helper said goodbye.
-func (k *keeper) session(conn *net.UnixConn) bool {
+func (k *keeper) session(conn pconn) bool {
 	k.mu.Lock()
 	var out []struct {
 		m  keepMsg
@@ -297,8 +302,35 @@ func (k *keeper) holds(id string) bool {
 	return false
 }
 
+// pconn is one end of a helper-keeper connection: a SOCK_SEQPACKET
+// socket used with blocking calls, so that an answer wakes the waiting
+// thread at once rather than through Go's poller.
+type pconn struct {
+	f   *os.File
+	buf []byte // for reading: allocated once, a record can be large
+}
+
+// newPconn takes over conn's socket.
+func newPconn(conn *net.UnixConn) (pconn, error) {
+	defer conn.Close()
+	f, err := conn.File()
+	if err != nil {
+		return pconn{}, err
+	}
+	_ = f.Fd() // blocking mode
+	return pconn{f: f, buf: make([]byte, 1<<20)}, nil
+}
+
+func (c pconn) fd() int      { return int(c.f.Fd()) }
+func (c pconn) Close() error { return c.f.Close() }
+
+// peer returns the credentials of the process at the other end.
+func (c pconn) peer() (*unix.Ucred, error) {
+	return unix.GetsockoptUcred(c.fd(), unix.SOL_SOCKET, unix.SO_PEERCRED)
+}
+
 // writeKeep sends m, with fd when it is not negative.
-func writeKeep(conn *net.UnixConn, m keepMsg, fd int) error {
+func writeKeep(c pconn, m keepMsg, fd int) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
@@ -307,16 +339,22 @@ func writeKeep(conn *net.UnixConn, m keepMsg, fd int) error {
 	if fd >= 0 {
 		oob = unix.UnixRights(fd)
 	}
-	_ = conn.SetWriteDeadline(time.Now().Add(waitPeer))
-	_, _, err = conn.WriteMsgUnix(b, oob, nil)
-	return err
+	return unix.Sendmsg(c.fd(), b, oob, nil, unix.MSG_NOSIGNAL)
 }
 
 // readKeep receives one message and the listener it carries, or -1.
-func readKeep(conn *net.UnixConn) (keepMsg, int, error) {
-	buf := make([]byte, 1<<20)
-	oob := make([]byte, unix.CmsgSpace(4))
-	n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+func readKeep(c pconn) (keepMsg, int, error) {
+	buf := c.buf
+	var oobArr [64]byte
+	oob := oobArr[:unix.CmsgSpace(4)]
+	var n, oobn int
+	var err error
+	for {
+		n, oobn, _, _, err = unix.Recvmsg(c.fd(), buf, oob, unix.MSG_CMSG_CLOEXEC)
+		if err != unix.EINTR {
+			break
+		}
+	}
 	if err != nil {
 		return keepMsg{}, -1, err
 	}

@@ -1,7 +1,6 @@
 package helper
 
 import (
-	"net"
 	"os"
 	"testing"
 	"time"
@@ -12,23 +11,16 @@ import (
 )
 
 // pair is a connected SOCK_SEQPACKET pair, as helper and keeper use.
-func pair(t *testing.T) (*net.UnixConn, *net.UnixConn) {
+func pair(t *testing.T) (pconn, pconn) {
 	t.Helper()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn := func(fd int) *net.UnixConn {
-		f := os.NewFile(uintptr(fd), "seqpacket")
-		defer f.Close()
-		c, err := net.FileConn(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c.(*net.UnixConn)
-	}
-	return conn(fds[0]), conn(fds[1])
+	a := pconn{f: os.NewFile(uintptr(fds[0]), "helper"), buf: make([]byte, 1<<20)}
+	b := pconn{f: os.NewFile(uintptr(fds[1]), "keeper"), buf: make([]byte, 1<<20)}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
 }
 
 func newTestKeeper(t *testing.T) *keeper {
@@ -41,7 +33,7 @@ func newTestKeeper(t *testing.T) *keeper {
 	return k
 }
 
-func read(t *testing.T, c *net.UnixConn) (keepMsg, int) {
+func read(t *testing.T, c pconn) (keepMsg, int) {
 	t.Helper()
 	m, fd, err := readKeep(c)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 
 	"github.com/moatrt/moat/mountvet"
 )
@@ -21,12 +22,16 @@ type link struct {
 	binary string
 	// mu serialises requests: one message and its answer at a time.
 	mu   sync.Mutex
-	conn *net.UnixConn
+	conn *pconn
 	pid  int
-	// answers carries the keeper's answers from the reading goroutine,
-	// which closes gone when the keeper hangs up.
-	answers chan keepMsg
-	gone    chan struct{}
+	// lost is closed when conn is dropped: the keeper exited, or its
+	// connection went wrong.
+	lost chan struct{}
+}
+
+func (l *link) attach(c pconn) {
+	l.conn = &c
+	l.lost = make(chan struct{})
 }
 
 var errNoKeeper = errors.New("the keeper of the helper's listeners is not reachable")
@@ -35,7 +40,7 @@ var errNoKeeper = errors.New("the keeper of the helper's listeners is not reacha
 func (l *link) dial() error {
 	conn, err := dialKeeper()
 	if err == nil {
-		l.conn = conn
+		l.attach(conn)
 		return nil
 	}
 	if err := spawn(l.binary, "keep"); err != nil {
@@ -44,7 +49,7 @@ func (l *link) dial() error {
 	deadline := time.Now().Add(waitPeer)
 	for time.Now().Before(deadline) {
 		if conn, err = dialKeeper(); err == nil {
-			l.conn = conn
+			l.attach(conn)
 			return nil
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -52,8 +57,22 @@ func (l *link) dial() error {
 	return fmt.Errorf("%w: %v", errNoKeeper, err)
 }
 
-func dialKeeper() (*net.UnixConn, error) {
-	return net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: keeperSocket, Net: "unixpacket"})
+func dialKeeper() (pconn, error) {
+	conn, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: keeperSocket, Net: "unixpacket"})
+	if err != nil {
+		return pconn{}, err
+	}
+	c, err := newPconn(conn)
+	if err != nil {
+		return pconn{}, err
+	}
+	// A keeper that hangs does not hang the helper.
+	tv := unix.NsecToTimeval(waitPeer.Nanoseconds())
+	if err := unix.SetsockoptTimeval(c.fd(), unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		c.Close()
+		return pconn{}, err
+	}
+	return c, nil
 }
 
 // kept is one listener the keeper gave back.
@@ -65,23 +84,30 @@ type kept struct {
 }
 
 // connect dials the keeper and reads what it keeps, which the caller
-// adopts; then a goroutine reads the keeper's answers until it hangs up,
-// when the returned channel is closed.
+// adopts. The returned channel is closed when the keeper process exits.
 func (l *link) connect() ([]kept, <-chan struct{}, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err := l.dial(); err != nil {
 		return nil, nil, err
 	}
-	if pid, err := peerPID(l.conn); err == nil {
-		l.pid = pid
+	cred, err := l.conn.peer()
+	if err != nil {
+		l.dropLocked()
+		return nil, nil, fmt.Errorf("keeper's credentials: %w", err)
+	}
+	l.pid = int(cred.Pid)
+	pidfd, err := unix.PidfdOpen(l.pid, 0)
+	if err != nil {
+		l.dropLocked()
+		return nil, nil, fmt.Errorf("watch keeper %d: %w", l.pid, err)
 	}
 	var out []kept
 	for {
-		m, fd, err := readKeep(l.conn)
+		m, fd, err := readKeep(*l.conn)
 		if err != nil {
-			l.conn.Close()
-			l.conn = nil
+			l.dropLocked()
+			unix.Close(pidfd)
 			for _, k := range out {
 				closeFD(k.fd)
 			}
@@ -96,23 +122,18 @@ func (l *link) connect() ([]kept, <-chan struct{}, error) {
 			closeFD(fd)
 		}
 	}
-	answers, gone := make(chan keepMsg, 1), make(chan struct{})
-	l.answers, l.gone = answers, gone
-	go func(conn *net.UnixConn) {
-		defer close(gone)
+	go func(pid int, c *pconn) {
+		defer l.dropIf(c)
+		defer unix.Close(pidfd)
+		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
 		for {
-			m, fd, err := readKeep(conn)
-			if fd >= 0 {
-				closeFD(fd)
+			if _, err := unix.Poll(fds, -1); err != unix.EINTR {
+				break
 			}
-			if err != nil {
-				logrus.Warnf("helper %d: the keeper is gone (%v)", os.Getpid(), err)
-				return
-			}
-			answers <- m
 		}
-	}(l.conn)
-	return out, gone, nil
+		logrus.Warnf("helper %d: the keeper %d is gone", os.Getpid(), pid)
+	}(l.pid, l.conn)
+	return out, l.lost, nil
 }
 
 // send sends m (and fd, if not negative) and waits for the keeper's answer.
@@ -122,29 +143,43 @@ func (l *link) send(m keepMsg, fd int) error {
 	if l.conn == nil {
 		return errNoKeeper
 	}
-	if err := writeKeep(l.conn, m, fd); err != nil {
+	if err := writeKeep(*l.conn, m, fd); err != nil {
+		l.dropLocked()
 		return fmt.Errorf("%w: %v", errNoKeeper, err)
 	}
-	select {
-	case a := <-l.answers:
-		if a.Op != "ok" {
-			return fmt.Errorf("%w: answered %q", errNoKeeper, a.Op)
-		}
-		return nil
-	case <-l.gone:
-		return errNoKeeper
-	case <-time.After(waitPeer):
-		return fmt.Errorf("%w: no answer in %s", errNoKeeper, waitPeer)
+	a, afd, err := readKeep(*l.conn)
+	if afd >= 0 {
+		closeFD(afd)
 	}
+	if err != nil || a.Op != "ok" {
+		// The answers are out of step: start again with a new connection.
+		l.dropLocked()
+		return fmt.Errorf("%w: answer %q: %v", errNoKeeper, a.Op, err)
+	}
+	return nil
 }
 
 // drop forgets a keeper that hung up.
 func (l *link) drop() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.dropLocked()
+}
+
+// dropIf drops c if it is still the connection.
+func (l *link) dropIf(c *pconn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.conn == c {
+		l.dropLocked()
+	}
+}
+
+func (l *link) dropLocked() {
 	if l.conn != nil {
 		l.conn.Close()
 		l.conn = nil
+		close(l.lost)
 	}
 }
 

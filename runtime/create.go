@@ -95,10 +95,12 @@ func (r *Runtime) launch(o CreateOpts, run bool) (status int, retErr error) {
 		return -1, err
 	}
 	defer s.close()
+	start := time.Now()
 	if err := ensureHelper(); err != nil {
 		return -1, err
 	}
-	start := time.Now()
+	logrus.Debugf("create %s: helper greeted in %s", o.ID, time.Since(start))
+	start = time.Now()
 	if run {
 		err = c.Run(p)
 	} else {
@@ -108,7 +110,10 @@ func (r *Runtime) launch(o CreateOpts, run bool) (status int, retErr error) {
 		return -1, err
 	}
 	logrus.Debugf("create %s: start init took %s", o.ID, time.Since(start))
-	if err := confirmVetting(o.ID, p); err != nil {
+	start = time.Now()
+	err = confirmVetting(o.ID, p)
+	logrus.Debugf("create %s: vetting confirmed in %s", o.ID, time.Since(start))
+	if err != nil {
 		if derr := killAndDestroy(c); derr != nil {
 			logrus.Warnf("destroy %s: %v", o.ID, derr)
 		}
