@@ -81,3 +81,8 @@ time_pair "docker run --rm true under moat: 1 GB image" "$DOCKER run --rm --runt
 if [ "${SCALE:-1}" != 0 ]; then
   "$(dirname "$0")/bench-scale.sh"
 fi
+
+# What mount vetting costs (VET=0 skips it).
+if [ "${VET:-1}" != 0 ]; then
+  "$(dirname "$0")/bench-vet.sh"
+fi
