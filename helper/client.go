@@ -43,12 +43,13 @@ func hello() error {
 	return ask(request{Op: "hello"}, &out)
 }
 
-// Confirm waits until the helper serves the listener of process pid of
-// container id and has it kept safe from its own crash. A create or exec
-// that cannot confirm must fail: its process would not be vetted.
-func Confirm(id string, pid int) error {
+// Confirm waits until the helper serves a listener of container id and
+// has it kept safe from its own crash: that of process pid, or if pid is
+// 0 the one handed over with metadata. A create or exec that cannot
+// confirm must fail: its process would not be vetted.
+func Confirm(id string, pid int, metadata string) error {
 	var out answer
-	if err := ask(request{Op: "confirm", ID: id, Pid: pid}, &out); err != nil {
+	if err := ask(request{Op: "confirm", ID: id, Pid: pid, Metadata: metadata}, &out); err != nil {
 		return fmt.Errorf("confirm mount vetting of %s: %w", id, err)
 	}
 	if out.Error != "" {

@@ -41,9 +41,10 @@ const (
 type request struct {
 	// Op is "hello" (a create is coming), "confirm" (is the listener of
 	// process Pid of container ID served and kept?) or "status".
-	Op  string `json:"op"`
-	ID  string `json:"id,omitempty"`
-	Pid int    `json:"pid,omitempty"`
+	Op       string `json:"op"`
+	ID       string `json:"id,omitempty"`
+	Pid      int    `json:"pid,omitempty"`
+	Metadata string `json:"metadata,omitempty"`
 }
 
 // answer is the helper's answer to hello and confirm.
@@ -85,6 +86,9 @@ type served struct {
 type listener struct {
 	token string
 	pid   int
+	// metadata is what the spec gave libcontainer to send along: a nonce
+	// of the create.
+	metadata string
 	// kept is closed once the keeper holds a copy.
 	kept     chan struct{}
 	keptOnce sync.Once
@@ -188,7 +192,7 @@ func (s *server) handleConn(conn *net.UnixConn) {
 		_ = json.NewEncoder(conn).Encode(answer{})
 	case "confirm":
 		var a answer
-		if err := s.confirm(req.ID, req.Pid); err != nil {
+		if err := s.confirm(req.ID, req.Pid, req.Metadata); err != nil {
 			a.Error = err.Error()
 		}
 		_ = json.NewEncoder(conn).Encode(a)
@@ -275,20 +279,24 @@ func (s *server) handOver(msg []byte, fds []int) {
 	s.mu.Lock()
 	sv := s.containers[st.State.ID]
 	if sv == nil {
+		// Read the mounts without the lock: other containers' calls go on.
+		s.mu.Unlock()
 		c, err := mountvet.NewContainer(st.State.ID, st.Pid)
 		if err != nil {
-			s.mu.Unlock()
 			logrus.Errorf("helper: %v", err)
 			closeFD(fd)
 			return
 		}
-		sv = s.serve(c)
+		s.mu.Lock()
+		if sv = s.containers[st.State.ID]; sv == nil {
+			sv = s.serve(c)
+		}
 	}
-	l := s.addListener(sv, fd, newToken(), st.Pid)
+	l := s.addListener(sv, fd, newToken(), st.Pid, st.Metadata)
 	rec, gen := sv.c.Record()
 	s.mu.Unlock()
 	logrus.Infof("helper: vetting %s (process %d)", st.State.ID, st.Pid)
-	if err := s.link.send(keepMsg{Op: "take", Token: l.token, Pid: l.pid, Record: &rec}, fd); err != nil {
+	if err := s.link.send(keepMsg{Op: "take", Token: l.token, Pid: l.pid, Meta: l.metadata, Record: &rec}, fd); err != nil {
 		logrus.Warnf("helper: keep listener of %s: %v", st.State.ID, err)
 		return
 	}
@@ -305,8 +313,8 @@ func (s *server) serve(c *mountvet.Container) *served {
 }
 
 // addListener watches fd, a listener of sv's. s.mu is held.
-func (s *server) addListener(sv *served, fd int, token string, pid int) *listener {
-	l := &listener{token: token, pid: pid, kept: make(chan struct{})}
+func (s *server) addListener(sv *served, fd int, token string, pid int, metadata string) *listener {
+	l := &listener{token: token, pid: pid, metadata: metadata, kept: make(chan struct{})}
 	sv.listeners[fd] = l
 	s.byFD[fd] = sv
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT, Fd: int32(fd)}
@@ -330,14 +338,14 @@ func newToken() string {
 // confirm waits until the listener of process pid of container id is
 // served and the keeper holds it: only then does a kill of the helper
 // leave the container vetted.
-func (s *server) confirm(id string, pid int) error {
+func (s *server) confirm(id string, pid int, metadata string) error {
 	timeout := time.After(waitPeer)
 	for {
 		s.mu.Lock()
 		var l *listener
 		if sv := s.containers[id]; sv != nil {
 			for _, cand := range sv.listeners {
-				if cand.pid == pid {
+				if (pid != 0 && cand.pid == pid) || (pid == 0 && cand.metadata == metadata) {
 					l = cand
 				}
 			}
@@ -377,7 +385,7 @@ func (s *server) relink() <-chan struct{} {
 		if sv == nil {
 			sv = s.serve(mountvet.Restore(k.record))
 		}
-		s.addListener(sv, k.fd, k.token, k.pid).markKept()
+		s.addListener(sv, k.fd, k.token, k.pid, k.meta).markKept()
 		logrus.Infof("helper: vetting %s again (process %d)", k.record.ID, k.pid)
 	}
 	type out struct {
@@ -391,7 +399,7 @@ func (s *server) relink() <-chan struct{} {
 		sv.sentGen = gen
 		for fd, l := range sv.listeners {
 			if !have[l.token] {
-				send = append(send, out{keepMsg{Op: "take", Token: l.token, Pid: l.pid, Record: &rec}, fd, l})
+				send = append(send, out{keepMsg{Op: "take", Token: l.token, Pid: l.pid, Meta: l.metadata, Record: &rec}, fd, l})
 			}
 		}
 	}

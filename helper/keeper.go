@@ -35,13 +35,15 @@ type keepMsg struct {
 	Op     string           `json:"op"` // take, record, end, bye, ok
 	Token  string           `json:"token,omitempty"`
 	Pid    int              `json:"pid,omitempty"`
+	Meta   string           `json:"meta,omitempty"`
 	Record *mountvet.Record `json:"record,omitempty"`
 }
 
 type keptListener struct {
-	id  string
-	pid int
-	fd  int
+	id   string
+	pid  int
+	meta string
+	fd   int
 }
 
 // keeper is the keeping process's state.
@@ -205,7 +207,7 @@ func (k *keeper) session(conn pconn) bool {
 		out = append(out, struct {
 			m  keepMsg
 			fd int
-		}{keepMsg{Op: "take", Token: token, Pid: l.pid, Record: &rec}, l.fd})
+		}{keepMsg{Op: "take", Token: token, Pid: l.pid, Meta: l.meta, Record: &rec}, l.fd})
 	}
 	k.mu.Unlock()
 	for _, o := range out {
@@ -256,7 +258,7 @@ func (k *keeper) take(m keepMsg, fd int) {
 	if err := unix.EpollCtl(k.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Fd: int32(fd)}); err != nil {
 		logrus.Errorf("keeper: watch listener of %s: %v", m.Record.ID, err)
 	}
-	k.listeners[m.Token] = keptListener{id: m.Record.ID, pid: m.Pid, fd: fd}
+	k.listeners[m.Token] = keptListener{id: m.Record.ID, pid: m.Pid, meta: m.Meta, fd: fd}
 	k.byFD[fd] = m.Token
 	k.records[m.Record.ID] = *m.Record
 }

@@ -79,6 +79,7 @@ func dialKeeper() (pconn, error) {
 type kept struct {
 	token  string
 	pid    int
+	meta   string
 	fd     int
 	record mountvet.Record
 }
@@ -117,7 +118,7 @@ func (l *link) connect() ([]kept, <-chan struct{}, error) {
 			break
 		}
 		if m.Op == "take" && fd >= 0 && m.Record != nil {
-			out = append(out, kept{token: m.Token, pid: m.Pid, fd: fd, record: *m.Record})
+			out = append(out, kept{token: m.Token, pid: m.Pid, meta: m.Meta, fd: fd, record: *m.Record})
 		} else if fd >= 0 {
 			closeFD(fd)
 		}

@@ -32,8 +32,8 @@ var nativeArches = []specs.Arch{specs.ArchX86_64, specs.ArchX86, specs.ArchX32}
 // --privileged, seccomp=unconfined) gets one that allows everything else.
 // A profile that already denies mount (no CAP_SYS_ADMIN in docker's
 // default) keeps denying it: the helper only ever narrows what the kernel
-// would allow.
-func Apply(spec *specs.Spec, listenerPath string) {
+// would allow. metadata goes to the helper with the listener.
+func Apply(spec *specs.Spec, listenerPath, metadata string) {
 	if spec.Linux == nil {
 		spec.Linux = &specs.Linux{}
 	}
@@ -59,6 +59,7 @@ func Apply(spec *specs.Spec, listenerPath string) {
 	if len(notify) > 0 {
 		sc.Syscalls = append(sc.Syscalls, specs.LinuxSyscall{Names: notify, Action: specs.ActNotify})
 		sc.ListenerPath = listenerPath
+		sc.ListenerMetadata = metadata
 	}
 	enosys := uint(unix.ENOSYS)
 	sc.Syscalls = append(sc.Syscalls, specs.LinuxSyscall{

@@ -64,7 +64,7 @@ func TestApply(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			spec := &specs.Spec{Linux: &specs.Linux{Seccomp: tc.sc}}
-			Apply(spec, sock)
+			Apply(spec, sock, "nonce")
 			sc := spec.Linux.Seccomp
 			for _, name := range []string{"mount", "umount2"} {
 				a, _ := actionOf(sc, name)

@@ -95,11 +95,16 @@ func (r *Runtime) launch(o CreateOpts, run bool) (status int, retErr error) {
 		return -1, err
 	}
 	defer s.close()
+	// Only a process whose profile lets mount(2) through has a listener.
+	sc := spec.Linux.Seccomp
+	vetted := sc != nil && sc.ListenerPath != ""
 	start := time.Now()
-	if err := ensureHelper(); err != nil {
-		return -1, err
+	if vetted {
+		if err := ensureHelper(); err != nil {
+			return -1, err
+		}
+		logrus.Debugf("create %s: helper greeted in %s", o.ID, time.Since(start))
 	}
-	logrus.Debugf("create %s: helper greeted in %s", o.ID, time.Since(start))
 	start = time.Now()
 	if run {
 		err = c.Run(p)
@@ -110,14 +115,18 @@ func (r *Runtime) launch(o CreateOpts, run bool) (status int, retErr error) {
 		return -1, err
 	}
 	logrus.Debugf("create %s: start init took %s", o.ID, time.Since(start))
-	start = time.Now()
-	err = confirmVetting(o.ID, p)
-	logrus.Debugf("create %s: vetting confirmed in %s", o.ID, time.Since(start))
-	if err != nil {
-		if derr := killAndDestroy(c); derr != nil {
-			logrus.Warnf("destroy %s: %v", o.ID, derr)
+	if vetted {
+		start = time.Now()
+		// The init's listener, told from an earlier container of the same
+		// name by the nonce in its metadata.
+		err = helper.Confirm(o.ID, 0, sc.ListenerMetadata)
+		logrus.Debugf("create %s: vetting confirmed in %s", o.ID, time.Since(start))
+		if err != nil {
+			if derr := killAndDestroy(c); derr != nil {
+				logrus.Warnf("destroy %s: %v", o.ID, derr)
+			}
+			return -1, err
 		}
-		return -1, err
 	}
 	// The init has done its mounts and pivoted into the rootfs.
 	r.detachFromHost(o.ID)
@@ -184,15 +193,15 @@ func (r *Runtime) holders(ids *userns.Allocator, uid uint32, id string) ([]strin
 	return out, nil
 }
 
-// confirmVetting makes sure the helper serves p's seccomp listener and
-// has it kept safe from its own crash: a process whose mount calls
-// nobody could vet must not run on.
+// confirmVetting makes sure the helper serves the seccomp listener of
+// exec'd process p and has it kept safe from its own crash: a process
+// whose mount calls nobody could vet must not run on.
 func confirmVetting(id string, p *libcontainer.Process) error {
 	pid, err := p.Pid()
 	if err != nil {
 		return err
 	}
-	return helper.Confirm(id, pid)
+	return helper.Confirm(id, pid, "")
 }
 
 // ensureHelper makes sure the mount-vetting helper runs before a process
