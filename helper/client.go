@@ -47,9 +47,13 @@ func hello() error {
 // has it kept safe from its own crash: that of process pid, or if pid is
 // 0 the one handed over with metadata. A create or exec that cannot
 // confirm must fail: its process would not be vetted.
-func Confirm(id string, pid int, metadata string) error {
+func Confirm(id string, pid int, metadata string, since time.Time) error {
 	var out answer
-	if err := ask(request{Op: "confirm", ID: id, Pid: pid, Metadata: metadata}, &out); err != nil {
+	req := request{Op: "confirm", ID: id, Pid: pid, Metadata: metadata}
+	if !since.IsZero() {
+		req.Since = since.UnixNano()
+	}
+	if err := ask(req, &out); err != nil {
 		return fmt.Errorf("confirm mount vetting of %s: %w", id, err)
 	}
 	if out.Error != "" {

@@ -45,6 +45,10 @@ type request struct {
 	ID       string `json:"id,omitempty"`
 	Pid      int    `json:"pid,omitempty"`
 	Metadata string `json:"metadata,omitempty"`
+	// Since (Unix ns), for an exec: a listener handed over after it is
+	// taken for the exec's if none has its pid (libcontainer may report
+	// the pid of a parent).
+	Since int64 `json:"since,omitempty"`
 }
 
 // answer is the helper's answer to hello and confirm.
@@ -89,6 +93,7 @@ type listener struct {
 	// metadata is what the spec gave libcontainer to send along: a nonce
 	// of the create.
 	metadata string
+	arrived  int64 // Unix ns
 	// kept is closed once the keeper holds a copy.
 	kept     chan struct{}
 	keptOnce sync.Once
@@ -192,7 +197,7 @@ func (s *server) handleConn(conn *net.UnixConn) {
 		_ = json.NewEncoder(conn).Encode(answer{})
 	case "confirm":
 		var a answer
-		if err := s.confirm(req.ID, req.Pid, req.Metadata); err != nil {
+		if err := s.confirm(req.ID, req.Pid, req.Metadata, req.Since); err != nil {
 			a.Error = err.Error()
 		}
 		_ = json.NewEncoder(conn).Encode(a)
@@ -314,7 +319,7 @@ func (s *server) serve(c *mountvet.Container) *served {
 
 // addListener watches fd, a listener of sv's. s.mu is held.
 func (s *server) addListener(sv *served, fd int, token string, pid int, metadata string) *listener {
-	l := &listener{token: token, pid: pid, metadata: metadata, kept: make(chan struct{})}
+	l := &listener{token: token, pid: pid, metadata: metadata, arrived: time.Now().UnixNano(), kept: make(chan struct{})}
 	sv.listeners[fd] = l
 	s.byFD[fd] = sv
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT, Fd: int32(fd)}
@@ -338,14 +343,19 @@ func newToken() string {
 // confirm waits until the listener of process pid of container id is
 // served and the keeper holds it: only then does a kill of the helper
 // leave the container vetted.
-func (s *server) confirm(id string, pid int, metadata string) error {
+func (s *server) confirm(id string, pid int, metadata string, since int64) error {
 	timeout := time.After(waitPeer)
 	for {
 		s.mu.Lock()
 		var l *listener
 		if sv := s.containers[id]; sv != nil {
 			for _, cand := range sv.listeners {
-				if (pid != 0 && cand.pid == pid) || (pid == 0 && cand.metadata == metadata) {
+				switch {
+				case pid != 0 && cand.pid == pid:
+					l = cand
+				case pid == 0 && cand.metadata == metadata:
+					l = cand
+				case pid != 0 && since != 0 && cand.arrived >= since && l == nil:
 					l = cand
 				}
 			}

@@ -119,7 +119,7 @@ func (r *Runtime) launch(o CreateOpts, run bool) (status int, retErr error) {
 		start = time.Now()
 		// The init's listener, told from an earlier container of the same
 		// name by the nonce in its metadata.
-		err = helper.Confirm(o.ID, 0, sc.ListenerMetadata)
+		err = helper.Confirm(o.ID, 0, sc.ListenerMetadata, time.Time{})
 		logrus.Debugf("create %s: vetting confirmed in %s", o.ID, time.Since(start))
 		if err != nil {
 			if derr := killAndDestroy(c); derr != nil {
@@ -196,12 +196,12 @@ func (r *Runtime) holders(ids *userns.Allocator, uid uint32, id string) ([]strin
 // confirmVetting makes sure the helper serves the seccomp listener of
 // exec'd process p and has it kept safe from its own crash: a process
 // whose mount calls nobody could vet must not run on.
-func confirmVetting(id string, p *libcontainer.Process) error {
+func confirmVetting(id string, p *libcontainer.Process, since time.Time) error {
 	pid, err := p.Pid()
 	if err != nil {
 		return err
 	}
-	return helper.Confirm(id, pid, "")
+	return helper.Confirm(id, pid, "", since)
 }
 
 // ensureHelper makes sure the mount-vetting helper runs before a process

@@ -116,11 +116,12 @@ func (r *Runtime) Exec(o ExecOpts) (int, error) {
 			return -1, err
 		}
 	}
+	since := time.Now()
 	if err := c.Run(p); err != nil {
 		return -1, err
 	}
 	if sc := cfg.Seccomp; sc != nil && sc.ListenerPath != "" {
-		if err := confirmVetting(o.ID, p); err != nil {
+		if err := confirmVetting(o.ID, p, since); err != nil {
 			_ = p.Signal(unix.SIGKILL)
 			_, _ = p.Wait()
 			return -1, err
