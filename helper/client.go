@@ -13,34 +13,41 @@ import (
 )
 
 // Ensure makes sure a helper runs and will take a listener within the
-// next IdleExit: it greets the running one, or starts one from binary,
-// detached from the caller, and waits for it to answer.
+// next IdleExit: it connects to the running one, which puts off its idle
+// exit, or starts one from binary, detached from the caller. A connection
+// is enough: a create that finds the helper gone after all fails at the
+// hand-over or the confirm.
 func Ensure(binary string) error {
-	// A connection is enough: the helper answers nothing, and a create
-	// that finds it gone after all fails at the hand-over or the confirm.
-	if c, err := net.Dial("unix", Socket); err == nil {
-		c.Close()
+	err := reach(binary, "serve", func() error {
+		c, err := net.Dial("unix", Socket)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("mount-vetting helper did not start (see %s): %w", LogFile, err)
+	}
+	return nil
+}
+
+// reach calls try, and if it fails starts `binary helper <what>` and
+// tries again until it works or the new process had waitStart to come up.
+func reach(binary, what string, try func() error) error {
+	if try() == nil {
 		return nil
 	}
-	if err := spawn(binary, "serve"); err != nil {
+	if err := spawn(binary, what); err != nil {
 		return err
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(waitStart)
 	for {
-		err := hello()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("mount-vetting helper did not start (see %s): %w", LogFile, err)
+		err := try()
+		if err == nil || time.Now().After(deadline) {
+			return err
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-}
-
-func hello() error {
-	var out answer
-	return ask(request{Op: "hello"}, &out)
 }
 
 // Confirm waits until the helper serves a listener of container id and

@@ -5,8 +5,6 @@
 package helper
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,8 +37,8 @@ const (
 
 // request is a control message from moat itself.
 type request struct {
-	// Op is "hello" (a create is coming), "confirm" (is the listener of
-	// process Pid of container ID served and kept?) or "status".
+	// Op is "confirm" (is a listener of container ID served and kept?)
+	// or "status".
 	Op       string `json:"op"`
 	ID       string `json:"id,omitempty"`
 	Pid      int    `json:"pid,omitempty"`
@@ -51,7 +49,7 @@ type request struct {
 	Since int64 `json:"since,omitempty"`
 }
 
-// answer is the helper's answer to hello and confirm.
+// answer is the helper's answer to confirm.
 type answer struct {
 	Error string `json:"error,omitempty"`
 }
@@ -88,12 +86,8 @@ type served struct {
 
 // listener is one seccomp listener: the init's, or an exec's.
 type listener struct {
-	token string
-	pid   int
-	// metadata is what the spec gave libcontainer to send along: a nonce
-	// of the create.
-	metadata string
-	arrived  int64 // Unix ns
+	held
+	arrived int64 // Unix ns
 	// kept is closed once the keeper holds a copy.
 	kept     chan struct{}
 	keptOnce sync.Once
@@ -192,9 +186,6 @@ func (s *server) handleConn(conn *net.UnixConn) {
 		return
 	}
 	switch req.Op {
-	case "hello":
-		s.touch()
-		_ = json.NewEncoder(conn).Encode(answer{})
 	case "confirm":
 		var a answer
 		if err := s.confirm(req.ID, req.Pid, req.Metadata, req.Since); err != nil {
@@ -209,9 +200,10 @@ func (s *server) handleConn(conn *net.UnixConn) {
 }
 
 func (s *server) status() Status {
+	// Not under s.mu: the link's lock is held while the keeper answers.
+	st := Status{Pid: os.Getpid(), KeeperPid: s.link.keeperPID(), Containers: []string{}}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Status{Pid: os.Getpid(), KeeperPid: s.link.keeperPID(), Containers: []string{}}
 	for id := range s.containers {
 		st.Containers = append(st.Containers, id)
 	}
@@ -225,14 +217,6 @@ func peerUID(conn *net.UnixConn) (int, error) {
 		return -1, err
 	}
 	return int(cred.Uid), nil
-}
-
-func peerPID(conn *net.UnixConn) (int, error) {
-	cred, err := peerCred(conn)
-	if err != nil {
-		return -1, err
-	}
-	return int(cred.Pid), nil
 }
 
 func peerCred(conn *net.UnixConn) (*unix.Ucred, error) {
@@ -297,11 +281,13 @@ func (s *server) handOver(msg []byte, fds []int) {
 			sv = s.serve(c)
 		}
 	}
-	l := s.addListener(sv, fd, newToken(), st.Pid, st.Metadata)
-	rec, gen := sv.c.Record()
+	l := s.addListener(sv, fd, held{token: mountvet.Nonce(), pid: st.Pid, meta: st.Metadata})
 	s.mu.Unlock()
 	logrus.Infof("helper: vetting %s (process %d)", st.State.ID, st.Pid)
-	if err := s.link.send(keepMsg{Op: "take", Token: l.token, Pid: l.pid, Meta: l.metadata, Record: &rec}, fd); err != nil {
+	// Not under s.mu: the container's lock is held while a call of its
+	// is carried out.
+	rec, gen := sv.c.Record()
+	if err := s.link.send(l.take(&rec), fd); err != nil {
 		logrus.Warnf("helper: keep listener of %s: %v", st.State.ID, err)
 		return
 	}
@@ -318,8 +304,8 @@ func (s *server) serve(c *mountvet.Container) *served {
 }
 
 // addListener watches fd, a listener of sv's. s.mu is held.
-func (s *server) addListener(sv *served, fd int, token string, pid int, metadata string) *listener {
-	l := &listener{token: token, pid: pid, metadata: metadata, arrived: time.Now().UnixNano(), kept: make(chan struct{})}
+func (s *server) addListener(sv *served, fd int, h held) *listener {
+	l := &listener{held: h, arrived: time.Now().UnixNano(), kept: make(chan struct{})}
 	sv.listeners[fd] = l
 	s.byFD[fd] = sv
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT, Fd: int32(fd)}
@@ -330,14 +316,6 @@ func (s *server) addListener(sv *served, fd int, token string, pid int, metadata
 	close(s.arrived)
 	s.arrived = make(chan struct{})
 	return l
-}
-
-func newToken() string {
-	var b [12]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(err) // crypto/rand does not fail on Linux
-	}
-	return hex.EncodeToString(b[:])
 }
 
 // confirm waits until the listener of process pid of container id is
@@ -353,7 +331,7 @@ func (s *server) confirm(id string, pid int, metadata string, since int64) error
 				switch {
 				case pid != 0 && cand.pid == pid:
 					l = cand
-				case pid == 0 && cand.metadata == metadata:
+				case pid == 0 && cand.meta == metadata:
 					l = cand
 				case pid != 0 && since != 0 && cand.arrived >= since && l == nil:
 					l = cand
@@ -395,30 +373,30 @@ func (s *server) relink() <-chan struct{} {
 		if sv == nil {
 			sv = s.serve(mountvet.Restore(k.record))
 		}
-		s.addListener(sv, k.fd, k.token, k.pid, k.meta).markKept()
+		s.addListener(sv, k.fd, k.held).markKept()
 		logrus.Infof("helper: vetting %s again (process %d)", k.record.ID, k.pid)
 	}
-	type out struct {
-		m  keepMsg
+	type missing struct {
+		sv *served
 		fd int
 		l  *listener
 	}
-	var send []out
+	var send []missing
 	for _, sv := range s.containers {
-		rec, gen := sv.c.Record()
-		sv.sentGen = gen
 		for fd, l := range sv.listeners {
 			if !have[l.token] {
-				send = append(send, out{keepMsg{Op: "take", Token: l.token, Pid: l.pid, Meta: l.metadata, Record: &rec}, fd, l})
+				send = append(send, missing{sv, fd, l})
 			}
 		}
 	}
 	s.mu.Unlock()
 	for _, o := range send {
-		if err := s.link.send(o.m, o.fd); err != nil {
-			logrus.Errorf("helper: give the keeper %s: %v", o.m.Record.ID, err)
+		rec, gen := o.sv.c.Record()
+		if err := s.link.send(o.l.take(&rec), o.fd); err != nil {
+			logrus.Errorf("helper: give the keeper %s: %v", rec.ID, err)
 			continue
 		}
+		s.noteSent(o.sv, gen)
 		o.l.markKept()
 	}
 	return gone
@@ -448,17 +426,8 @@ func (s *server) keepLinked(gone <-chan struct{}) {
 // their container's goroutine; a listener whose processes are all gone
 // hangs up.
 func (s *server) poll() {
-	events := make([]unix.EpollEvent, 64)
-	for {
-		n, err := unix.EpollWait(s.epfd, events, -1)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			logrus.Errorf("helper: epoll: %v", err)
-			return
-		}
-		for _, ev := range events[:n] {
+	epollLoop(s.epfd, "helper", func(events []unix.EpollEvent) {
+		for _, ev := range events {
 			fd := int(ev.Fd)
 			s.mu.Lock()
 			sv := s.byFD[fd]
@@ -474,6 +443,23 @@ func (s *server) poll() {
 				s.dropListener(sv, fd)
 			}
 		}
+	})
+}
+
+// epollLoop hands every batch of events on epfd to handle, for as long as
+// the process lives.
+func epollLoop(epfd int, who string, handle func([]unix.EpollEvent)) {
+	events := make([]unix.EpollEvent, 64)
+	for {
+		n, err := unix.EpollWait(epfd, events, -1)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			logrus.Errorf("%s: epoll: %v", who, err)
+			return
+		}
+		handle(events[:n])
 	}
 }
 

@@ -25,8 +25,10 @@ import (
 const (
 	keeperSocket = Dir + "/keeper.sock"
 	keeperLock   = Dir + "/keeper.lock"
-	// waitPeer is how long either process waits for the other to come up.
+	// waitPeer is how long either process waits for the other to answer.
 	waitPeer = 3 * time.Second
+	// waitStart is how long a started helper or keeper has to come up.
+	waitStart = 5 * time.Second
 )
 
 // keepMsg is one message between helper and keeper, on a SOCK_SEQPACKET
@@ -39,11 +41,26 @@ type keepMsg struct {
 	Record *mountvet.Record `json:"record,omitempty"`
 }
 
-type keptListener struct {
-	id   string
-	pid  int
+// held names one listener to both processes.
+type held struct {
+	token string // the helper's name for it
+	pid   int    // the process libcontainer handed it over for
+	// meta is the listener metadata libcontainer sent along: the nonce
+	// of the create that made the container.
 	meta string
-	fd   int
+}
+
+// take is the message that gives the other process a copy of h.
+func (h held) take(rec *mountvet.Record) keepMsg {
+	return keepMsg{Op: "take", Token: h.token, Pid: h.pid, Meta: h.meta, Record: rec}
+}
+
+func heldOf(m keepMsg) held { return held{token: m.Token, pid: m.Pid, meta: m.Meta} }
+
+type keptListener struct {
+	held
+	id string
+	fd int
 }
 
 // keeper is the keeping process's state.
@@ -104,12 +121,8 @@ func Keep(binary string) error {
 		}
 		bye := k.session(pc)
 		pc.Close()
-		if k.count() == 0 && bye {
-			logrus.Infof("keeper %d: the helper is done, exiting", os.Getpid())
-			return nil
-		}
 		if k.count() == 0 {
-			logrus.Infof("keeper %d: the helper is gone with nothing to keep, exiting", os.Getpid())
+			logrus.Infof("keeper %d: the helper is gone (goodbye said: %t) with nothing to keep, exiting", os.Getpid(), bye)
 			return nil
 		}
 		logrus.Warnf("keeper %d: the helper is gone; starting another for %d listeners", os.Getpid(), k.count())
@@ -198,20 +211,18 @@ func (k *keeper) startHelper() {
 // whether the helper said goodbye.
 func (k *keeper) session(conn pconn) bool {
 	k.mu.Lock()
-	var out []struct {
-		m  keepMsg
-		fd int
+	var back []keptListener
+	for _, l := range k.listeners {
+		back = append(back, l)
 	}
-	for token, l := range k.listeners {
-		rec := k.records[l.id]
-		out = append(out, struct {
-			m  keepMsg
-			fd int
-		}{keepMsg{Op: "take", Token: token, Pid: l.pid, Meta: l.meta, Record: &rec}, l.fd})
+	recs := make(map[string]mountvet.Record, len(k.records))
+	for id, r := range k.records {
+		recs[id] = r
 	}
 	k.mu.Unlock()
-	for _, o := range out {
-		if err := writeKeep(conn, o.m, o.fd); err != nil {
+	for _, l := range back {
+		rec := recs[l.id]
+		if err := writeKeep(conn, l.take(&rec), l.fd); err != nil {
 			logrus.Warnf("keeper: give back: %v", err)
 			return false
 		}
@@ -258,25 +269,17 @@ func (k *keeper) take(m keepMsg, fd int) {
 	if err := unix.EpollCtl(k.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Fd: int32(fd)}); err != nil {
 		logrus.Errorf("keeper: watch listener of %s: %v", m.Record.ID, err)
 	}
-	k.listeners[m.Token] = keptListener{id: m.Record.ID, pid: m.Pid, meta: m.Meta, fd: fd}
+	k.listeners[m.Token] = keptListener{held: heldOf(m), id: m.Record.ID, fd: fd}
 	k.byFD[fd] = m.Token
 	k.records[m.Record.ID] = *m.Record
 }
 
 // watch lets go of listeners whose container is gone.
 func (k *keeper) watch() {
-	events := make([]unix.EpollEvent, 64)
-	for {
-		n, err := unix.EpollWait(k.epfd, events, -1)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			logrus.Errorf("keeper: epoll: %v", err)
-			return
-		}
+	epollLoop(k.epfd, "keeper", func(events []unix.EpollEvent) {
 		k.mu.Lock()
-		for _, ev := range events[:n] {
+		defer k.mu.Unlock()
+		for _, ev := range events {
 			fd := int(ev.Fd)
 			token, ok := k.byFD[fd]
 			if !ok {
@@ -291,8 +294,7 @@ func (k *keeper) watch() {
 				delete(k.records, id)
 			}
 		}
-		k.mu.Unlock()
-	}
+	})
 }
 
 func (k *keeper) holds(id string) bool {

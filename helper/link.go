@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"sync"
-	"time"
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
@@ -38,23 +37,17 @@ var errNoKeeper = errors.New("the keeper of the helper's listeners is not reacha
 
 // dial connects to the running keeper, or starts one and connects to it.
 func (l *link) dial() error {
-	conn, err := dialKeeper()
-	if err == nil {
-		l.attach(conn)
-		return nil
-	}
-	if err := spawn(l.binary, "keep"); err != nil {
-		return err
-	}
-	deadline := time.Now().Add(waitPeer)
-	for time.Now().Before(deadline) {
-		if conn, err = dialKeeper(); err == nil {
+	err := reach(l.binary, "keep", func() error {
+		conn, err := dialKeeper()
+		if err == nil {
 			l.attach(conn)
-			return nil
 		}
-		time.Sleep(5 * time.Millisecond)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %v", errNoKeeper, err)
 	}
-	return fmt.Errorf("%w: %v", errNoKeeper, err)
+	return nil
 }
 
 func dialKeeper() (pconn, error) {
@@ -77,9 +70,7 @@ func dialKeeper() (pconn, error) {
 
 // kept is one listener the keeper gave back.
 type kept struct {
-	token  string
-	pid    int
-	meta   string
+	held
 	fd     int
 	record mountvet.Record
 }
@@ -118,7 +109,7 @@ func (l *link) connect() ([]kept, <-chan struct{}, error) {
 			break
 		}
 		if m.Op == "take" && fd >= 0 && m.Record != nil {
-			out = append(out, kept{token: m.Token, pid: m.Pid, meta: m.Meta, fd: fd, record: *m.Record})
+			out = append(out, kept{held: heldOf(m), fd: fd, record: *m.Record})
 		} else if fd >= 0 {
 			closeFD(fd)
 		}

@@ -5,6 +5,8 @@
 package mountvet
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"slices"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -32,8 +34,10 @@ var nativeArches = []specs.Arch{specs.ArchX86_64, specs.ArchX86, specs.ArchX32}
 // --privileged, seccomp=unconfined) gets one that allows everything else.
 // A profile that already denies mount (no CAP_SYS_ADMIN in docker's
 // default) keeps denying it: the helper only ever narrows what the kernel
-// would allow. metadata goes to the helper with the listener.
-func Apply(spec *specs.Spec, listenerPath, metadata string) {
+// would allow. The listener goes to the helper with a nonce of this
+// create as its metadata, so that the create can tell it from one of an
+// earlier container of the same name.
+func Apply(spec *specs.Spec, listenerPath string) {
 	if spec.Linux == nil {
 		spec.Linux = &specs.Linux{}
 	}
@@ -59,12 +63,19 @@ func Apply(spec *specs.Spec, listenerPath, metadata string) {
 	if len(notify) > 0 {
 		sc.Syscalls = append(sc.Syscalls, specs.LinuxSyscall{Names: notify, Action: specs.ActNotify})
 		sc.ListenerPath = listenerPath
-		sc.ListenerMetadata = metadata
+		sc.ListenerMetadata = Nonce()
 	}
 	enosys := uint(unix.ENOSYS)
 	sc.Syscalls = append(sc.Syscalls, specs.LinuxSyscall{
 		Names: slices.Clone(newMountAPI), Action: specs.ActErrno, ErrnoRet: &enosys,
 	})
+}
+
+// Nonce is a random name for a create or a listener.
+func Nonce() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:]) // crypto/rand does not fail on Linux
+	return hex.EncodeToString(b[:])
 }
 
 // permits reports whether the profile lets name through to the kernel

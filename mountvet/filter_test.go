@@ -64,7 +64,7 @@ func TestApply(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			spec := &specs.Spec{Linux: &specs.Linux{Seccomp: tc.sc}}
-			Apply(spec, sock, "nonce")
+			Apply(spec, sock)
 			sc := spec.Linux.Seccomp
 			for _, name := range []string{"mount", "umount2"} {
 				a, _ := actionOf(sc, name)
@@ -77,6 +77,9 @@ func TestApply(t *testing.T) {
 			}
 			if tc.wantNotify != (sc.ListenerPath == sock) {
 				t.Errorf("listener path %q", sc.ListenerPath)
+			}
+			if tc.wantNotify != (sc.ListenerMetadata != "") {
+				t.Errorf("listener metadata %q: want a nonce exactly when there is a listener", sc.ListenerMetadata)
 			}
 			for _, name := range newMountAPI {
 				if a, e := actionOf(sc, name); a != specs.ActErrno || e != uint(unix.ENOSYS) {

@@ -1,8 +1,6 @@
 package runtime
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -156,7 +154,7 @@ func (cr *creation) rewriteSpec() error {
 		return err
 	}
 	policy.IsolateUserns(cr.spec, cr.m, joinPath, boot)
-	mountvet.Apply(cr.spec, helper.Socket, newNonce())
+	mountvet.Apply(cr.spec, helper.Socket)
 	cr.devices, err = policy.ConfineDevices(cr.spec, policy.DeviceRules{
 		Allowed: cr.cfg.AllowedDevices(), Config: cr.r.configPath,
 		Probe: probeHostNode, Stat: statHostDevice,
@@ -292,14 +290,6 @@ func (cr *creation) createContainer() error {
 	})
 	cr.c = c
 	return cr.r.recordCgroup(cr.o.ID, lc.Cgroups)
-}
-
-// newNonce names one create to the helper, which gets it with the
-// listener: a container of the same name created before is not this one.
-func newNonce() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:]) // crypto/rand does not fail on Linux
-	return hex.EncodeToString(b[:])
 }
 
 // idMappings is the container's one range as the kernel's mappings.
