@@ -72,7 +72,14 @@ type server struct {
 	link       *link
 	// arrived is closed and replaced whenever a listener is added.
 	arrived chan struct{}
+	// recent are the listeners added in the last confirmWindow, by
+	// container: a confirm must find one whose process has already exited
+	// (an exec of ls, a run of true) and hung it up.
+	recent map[string][]*listener
 }
+
+// confirmWindow is how long a listener stays among the recent ones.
+const confirmWindow = 2 * waitPeer
 
 // served is one container: its mounts' record and its listeners, whose
 // calls one goroutine answers in turn.
@@ -107,7 +114,7 @@ func Serve(binary string) error {
 	if err != nil {
 		return fmt.Errorf("epoll: %w", err)
 	}
-	s := &server{containers: map[string]*served{}, done: make(chan struct{}), epfd: epfd, byFD: map[int]*served{}, link: &link{binary: binary}, arrived: make(chan struct{})}
+	s := &server{containers: map[string]*served{}, done: make(chan struct{}), epfd: epfd, byFD: map[int]*served{}, link: &link{binary: binary}, arrived: make(chan struct{}), recent: map[string][]*listener{}}
 	s.idle = time.AfterFunc(IdleExit, s.idleExit)
 	logrus.Infof("helper %d serving on %s", os.Getpid(), Socket)
 	go s.poll()
@@ -313,9 +320,30 @@ func (s *server) addListener(sv *served, fd int, h held) *listener {
 		logrus.Errorf("helper: watch listener of %s: %v", sv.c.ID, err)
 	}
 	s.idle.Stop()
+	s.noteRecent(sv.c.ID, l)
 	close(s.arrived)
 	s.arrived = make(chan struct{})
 	return l
+}
+
+// noteRecent adds l to the recent listeners and forgets those older than
+// confirmWindow. s.mu is held.
+func (s *server) noteRecent(id string, l *listener) {
+	old := l.arrived - confirmWindow.Nanoseconds()
+	for cid, ls := range s.recent {
+		keep := ls[:0]
+		for _, r := range ls {
+			if r.arrived >= old {
+				keep = append(keep, r)
+			}
+		}
+		if len(keep) == 0 {
+			delete(s.recent, cid)
+		} else {
+			s.recent[cid] = keep
+		}
+	}
+	s.recent[id] = append(s.recent[id], l)
 }
 
 // confirm waits until the listener of process pid of container id is
@@ -326,16 +354,14 @@ func (s *server) confirm(id string, pid int, metadata string, since int64) error
 	for {
 		s.mu.Lock()
 		var l *listener
-		if sv := s.containers[id]; sv != nil {
-			for _, cand := range sv.listeners {
-				switch {
-				case pid != 0 && cand.pid == pid:
-					l = cand
-				case pid == 0 && cand.meta == metadata:
-					l = cand
-				case pid != 0 && since != 0 && cand.arrived >= since && l == nil:
-					l = cand
-				}
+		for _, cand := range s.recent[id] {
+			switch {
+			case pid != 0 && cand.pid == pid:
+				l = cand
+			case pid == 0 && cand.meta == metadata:
+				l = cand
+			case pid != 0 && since != 0 && cand.arrived >= since && l == nil:
+				l = cand
 			}
 		}
 		arrived := s.arrived
