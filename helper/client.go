@@ -87,7 +87,8 @@ func ask(req request, out any) error {
 		return fmt.Errorf("%w: %v", ErrNotRunning, err)
 	}
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	// A confirm may wait for a new keeper.
+	_ = conn.SetDeadline(time.Now().Add(confirmWait + 2*time.Second))
 	if err := json.NewEncoder(conn).Encode(req); err != nil {
 		return err
 	}

@@ -67,8 +67,6 @@ type server struct {
 	containers map[string]*served
 	idle       *time.Timer
 	done       chan struct{}
-	epfd       int
-	byFD       map[int]*served
 	link       *link
 	// arrived is closed and replaced whenever a listener is added.
 	arrived chan struct{}
@@ -76,17 +74,26 @@ type server struct {
 	// container: a confirm must find one whose process has already exited
 	// (an exec of ls, a run of true) and hung it up.
 	recent map[string][]*listener
+	// kick asks for a new link to the keeper now rather than at the next
+	// retry: a listener could not be given to it.
+	kick chan struct{}
 }
 
+// confirmWait is how long a confirm waits for a listener to be served and
+// kept: long enough for a keeper that went to be replaced.
+const confirmWait = waitStart + waitPeer
+
 // confirmWindow is how long a listener stays among the recent ones.
-const confirmWindow = 2 * waitPeer
+const confirmWindow = 2 * confirmWait
 
 // served is one container: its mounts' record and its listeners, whose
-// calls one goroutine answers in turn.
+// calls one goroutine answers in turn. The goroutine waits on the
+// container's own epoll and answers on the thread that woke: a hand-off to
+// another goroutine would cost each call a thread wake-up.
 type served struct {
 	c         *mountvet.Container
 	listeners map[int]*listener
-	ready     chan int // listeners with a call pending
+	epfd      int
 	// sentGen is the generation of c's record the keeper has.
 	sentGen uint64
 }
@@ -98,6 +105,8 @@ type listener struct {
 	// kept is closed once the keeper holds a copy.
 	kept     chan struct{}
 	keptOnce sync.Once
+	// keepErr is why the keeper does not hold it yet; under server.mu.
+	keepErr error
 }
 
 func (l *listener) markKept() { l.keptOnce.Do(func() { close(l.kept) }) }
@@ -110,14 +119,9 @@ func Serve(binary string) error {
 		return err
 	}
 	defer lock.Close()
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return fmt.Errorf("epoll: %w", err)
-	}
-	s := &server{containers: map[string]*served{}, done: make(chan struct{}), epfd: epfd, byFD: map[int]*served{}, link: &link{binary: binary}, arrived: make(chan struct{}), recent: map[string][]*listener{}}
+	s := newServer(&link{binary: binary})
 	s.idle = time.AfterFunc(IdleExit, s.idleExit)
 	logrus.Infof("helper %d serving on %s", os.Getpid(), Socket)
-	go s.poll()
 	// Take back what a killed helper served before answering anyone.
 	gone := s.relink()
 	go s.keepLinked(gone)
@@ -138,6 +142,11 @@ func Serve(binary string) error {
 	s.link.bye()
 	logrus.Infof("helper %d: no container for %s, exiting", os.Getpid(), IdleExit)
 	return nil
+}
+
+func newServer(l *link) *server {
+	return &server{containers: map[string]*served{}, done: make(chan struct{}), link: l,
+		arrived: make(chan struct{}), recent: map[string][]*listener{}, kick: make(chan struct{}, 1)}
 }
 
 func (s *server) idleExit() {
@@ -285,45 +294,72 @@ func (s *server) handOver(msg []byte, fds []int) {
 		}
 		s.mu.Lock()
 		if sv = s.containers[st.State.ID]; sv == nil {
-			sv = s.serve(c)
+			if sv, err = s.serve(c); err != nil {
+				s.mu.Unlock()
+				logrus.Errorf("helper: %v", err)
+				closeFD(fd)
+				return
+			}
 		}
 	}
-	l := s.addListener(sv, fd, held{token: mountvet.Nonce(), pid: st.Pid, meta: st.Metadata})
+	l, err := s.addListener(sv, fd, held{token: mountvet.Nonce(), pid: st.Pid, meta: st.Metadata})
 	s.mu.Unlock()
+	if err != nil {
+		logrus.Errorf("helper: %v", err)
+		closeFD(fd)
+		return
+	}
 	logrus.Infof("helper: vetting %s (process %d)", st.State.ID, st.Pid)
 	// Not under s.mu: the container's lock is held while a call of its
 	// is carried out.
 	rec, gen := sv.c.Record()
 	if err := s.link.send(l.take(&rec), fd); err != nil {
 		logrus.Warnf("helper: keep listener of %s: %v", st.State.ID, err)
+		s.notKept(l, err)
 		return
 	}
 	s.noteSent(sv, gen)
 	l.markKept()
 }
 
+// notKept notes why the keeper lacks l, and asks for a new link to it,
+// which gives it l.
+func (s *server) notKept(l *listener, err error) {
+	s.mu.Lock()
+	l.keepErr = err
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
 // serve starts serving container c. s.mu is held.
-func (s *server) serve(c *mountvet.Container) *served {
-	sv := &served{c: c, listeners: map[int]*listener{}, ready: make(chan int, 64)}
+func (s *server) serve(c *mountvet.Container) (*served, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("serve %s: epoll: %w", c.ID, err)
+	}
+	sv := &served{c: c, listeners: map[int]*listener{}, epfd: epfd}
 	s.containers[c.ID] = sv
 	go s.answer(sv)
-	return sv
+	return sv, nil
 }
 
 // addListener watches fd, a listener of sv's. s.mu is held.
-func (s *server) addListener(sv *served, fd int, h held) *listener {
+func (s *server) addListener(sv *served, fd int, h held) (*listener, error) {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
+	if err := unix.EpollCtl(sv.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		return nil, fmt.Errorf("watch a listener of %s: %w", sv.c.ID, err)
+	}
 	l := &listener{held: h, arrived: time.Now().UnixNano(), kept: make(chan struct{})}
 	sv.listeners[fd] = l
-	s.byFD[fd] = sv
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT, Fd: int32(fd)}
-	if err := unix.EpollCtl(s.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		logrus.Errorf("helper: watch listener of %s: %v", sv.c.ID, err)
-	}
 	s.idle.Stop()
 	s.noteRecent(sv.c.ID, l)
 	close(s.arrived)
 	s.arrived = make(chan struct{})
-	return l
+	return l, nil
 }
 
 // noteRecent adds l to the recent listeners and forgets those older than
@@ -350,7 +386,7 @@ func (s *server) noteRecent(id string, l *listener) {
 // served and the keeper holds it: only then does a kill of the helper
 // leave the container vetted.
 func (s *server) confirm(id string, pid int, metadata string, since int64) error {
-	timeout := time.After(waitPeer)
+	timeout := time.After(confirmWait)
 	for {
 		s.mu.Lock()
 		var l *listener
@@ -371,7 +407,13 @@ func (s *server) confirm(id string, pid int, metadata string, since int64) error
 			case <-l.kept:
 				return nil
 			case <-timeout:
-				return fmt.Errorf("the listener of %s is served but not kept: %w", id, errNoKeeper)
+				s.mu.Lock()
+				why := l.keepErr
+				s.mu.Unlock()
+				if why == nil {
+					why = errNoKeeper
+				}
+				return fmt.Errorf("the listener of %s is served but not kept: %w", id, why)
 			}
 		}
 		select {
@@ -397,9 +439,19 @@ func (s *server) relink() <-chan struct{} {
 		have[k.token] = true
 		sv := s.containers[k.record.ID]
 		if sv == nil {
-			sv = s.serve(mountvet.Restore(k.record))
+			if sv, err = s.serve(mountvet.Restore(k.record)); err != nil {
+				logrus.Errorf("helper: %v", err)
+				closeFD(k.fd)
+				continue
+			}
 		}
-		s.addListener(sv, k.fd, k.held).markKept()
+		l, err := s.addListener(sv, k.fd, k.held)
+		if err != nil {
+			logrus.Errorf("helper: %v", err)
+			closeFD(k.fd)
+			continue
+		}
+		l.markKept()
 		logrus.Infof("helper: vetting %s again (process %d)", k.record.ID, k.pid)
 	}
 	type missing struct {
@@ -420,6 +472,9 @@ func (s *server) relink() <-chan struct{} {
 		rec, gen := o.sv.c.Record()
 		if err := s.link.send(o.l.take(&rec), o.fd); err != nil {
 			logrus.Errorf("helper: give the keeper %s: %v", rec.ID, err)
+			s.mu.Lock()
+			o.l.keepErr = err
+			s.mu.Unlock()
 			continue
 		}
 		s.noteSent(o.sv, gen)
@@ -428,48 +483,33 @@ func (s *server) relink() <-chan struct{} {
 	return gone
 }
 
-// keepLinked starts a new keeper whenever the one there goes.
+// keepLinked starts a new keeper whenever the one there goes. With no
+// keeper it tries again every second, or at once when a listener could not
+// be given to it.
 func (s *server) keepLinked(gone <-chan struct{}) {
 	for {
-		if gone != nil {
-			select {
-			case <-gone:
-			case <-s.done:
-				return
+		var retry <-chan time.Time
+		if gone == nil {
+			retry = time.After(time.Second)
+		}
+		select {
+		case <-gone:
+		case <-retry:
+		case <-s.kick:
+			if gone != nil {
+				select {
+				case <-gone:
+				default:
+					// Linked again since the send failed: that
+					// relink gave the keeper what it lacked.
+					continue
+				}
 			}
-		} else {
-			select {
-			case <-time.After(time.Second):
-			case <-s.done:
-				return
-			}
+		case <-s.done:
+			return
 		}
 		gone = s.relink()
 	}
-}
-
-// poll waits on every listener and passes those with a pending call to
-// their container's goroutine; a listener whose processes are all gone
-// hangs up.
-func (s *server) poll() {
-	epollLoop(s.epfd, "helper", func(events []unix.EpollEvent) {
-		for _, ev := range events {
-			fd := int(ev.Fd)
-			s.mu.Lock()
-			sv := s.byFD[fd]
-			s.mu.Unlock()
-			if sv == nil {
-				continue
-			}
-			if ev.Events&unix.EPOLLIN != 0 {
-				sv.ready <- fd
-				continue
-			}
-			if ev.Events&(unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-				s.dropListener(sv, fd)
-			}
-		}
-	})
 }
 
 // epollLoop hands every batch of events on epfd to handle, for as long as
@@ -489,47 +529,76 @@ func epollLoop(epfd int, who string, handle func([]unix.EpollEvent)) {
 	}
 }
 
-func (s *server) dropListener(sv *served, fd int) {
+// dropListener forgets fd, a listener of sv's whose processes are all
+// gone; it reports whether sv has no listener left, and is then no longer
+// among the served.
+func (s *server) dropListener(sv *served, fd int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if sv.listeners[fd] == nil {
-		return
+	if sv.listeners[fd] != nil {
+		_ = unix.EpollCtl(sv.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+		closeFD(fd)
+		delete(sv.listeners, fd)
 	}
-	_ = unix.EpollCtl(s.epfd, unix.EPOLL_CTL_DEL, fd, nil)
-	closeFD(fd)
-	delete(s.byFD, fd)
-	delete(sv.listeners, fd)
-	if len(sv.listeners) == 0 {
-		delete(s.containers, sv.c.ID)
-		close(sv.ready)
-		logrus.Infof("helper: %s is gone", sv.c.ID)
-		if len(s.containers) == 0 {
-			s.touch()
+	if len(sv.listeners) > 0 {
+		return false
+	}
+	delete(s.containers, sv.c.ID)
+	logrus.Infof("helper: %s is gone", sv.c.ID)
+	if len(s.containers) == 0 {
+		s.touch()
+	}
+	return true
+}
+
+// answer handles one container's calls in turn, until its last listener
+// hangs up.
+func (s *server) answer(sv *served) {
+	defer func() {
+		closeFD(sv.epfd)
+		sv.c.Close()
+	}()
+	events := make([]unix.EpollEvent, 16)
+	for {
+		n, err := unix.EpollWait(sv.epfd, events, -1)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			logrus.Errorf("helper: %s: epoll: %v", sv.c.ID, err)
+			return
+		}
+		for _, ev := range events[:n] {
+			fd := int(ev.Fd)
+			if ev.Events&unix.EPOLLIN != 0 {
+				s.call(sv, fd)
+				continue
+			}
+			if ev.Events&(unix.EPOLLHUP|unix.EPOLLERR) != 0 && s.dropListener(sv, fd) {
+				return
+			}
 		}
 	}
 }
 
-// answer handles one container's calls in turn.
-func (s *server) answer(sv *served) {
-	for fd := range sv.ready {
-		n, err := mountvet.Recv(fd)
-		if err == nil {
-			errno, why := sv.c.Handle(fd, n)
-			logrus.Debugf("helper: %s: call %d of %d: %v (%s)", sv.c.ID, n.Nr, n.Pid, errno, why)
-			if errno != 0 {
-				logrus.Infof("helper: %s: refused or failed a mount call of process %d: %v (%s)", sv.c.ID, n.Pid, errno, why)
-			}
-			// The keeper learns of a changed record before the caller
-			// does: a helper started after a kill decides the same.
-			s.sendRecord(sv)
-			if err := mountvet.Respond(fd, n.ID, errno); err != nil {
-				logrus.Warnf("helper: %s: respond: %v", sv.c.ID, err)
-			}
-		}
-		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT, Fd: int32(fd)}
-		if err := unix.EpollCtl(s.epfd, unix.EPOLL_CTL_MOD, fd, &ev); err != nil {
-			s.dropListener(sv, fd)
-		}
+// call answers the call pending on listener fd of sv's.
+func (s *server) call(sv *served, fd int) {
+	n, err := mountvet.Recv(fd)
+	if err != nil {
+		return // the caller was killed meanwhile
+	}
+	errno, why := sv.c.Handle(fd, n)
+	if logrus.IsLevelEnabled(logrus.DebugLevel) {
+		logrus.Debugf("helper: %s: call %d of %d: %v (%s)", sv.c.ID, n.Nr, n.Pid, errno, why)
+	}
+	if errno != 0 {
+		logrus.Infof("helper: %s: refused or failed a mount call of process %d: %v (%s)", sv.c.ID, n.Pid, errno, why)
+	}
+	// The keeper learns of a changed record before the caller does: a
+	// helper started after a kill decides the same.
+	s.sendRecord(sv)
+	if err := mountvet.Respond(fd, n.ID, errno); err != nil {
+		logrus.Warnf("helper: %s: respond: %v", sv.c.ID, err)
 	}
 }
 

@@ -11,13 +11,7 @@ import (
 
 func newTestServer(t *testing.T) *server {
 	t.Helper()
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(epfd) })
-	s := &server{containers: map[string]*served{}, done: make(chan struct{}), epfd: epfd, byFD: map[int]*served{},
-		link: &link{}, arrived: make(chan struct{}), recent: map[string][]*listener{}}
+	s := newServer(&link{})
 	s.idle = time.AfterFunc(time.Hour, func() {})
 	return s
 }
@@ -31,13 +25,30 @@ func TestConfirmAfterHangUp(t *testing.T) {
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
 		t.Fatal(err)
 	}
-	defer unix.Close(p[1])
-	sv := s.serve(mountvet.Restore(mountvet.Record{ID: "c"}))
 	s.mu.Lock()
-	l := s.addListener(sv, p[0], held{token: "t", pid: 7, meta: "nonce"})
+	sv, err := s.serve(mountvet.Restore(mountvet.Record{ID: "c"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := s.addListener(sv, p[0], held{token: "t", pid: 7, meta: "nonce"})
 	s.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
 	l.markKept()
-	s.dropListener(sv, p[0]) // the process exited: the container is gone
+	// The process exits: its listener hangs up, and the container is gone.
+	unix.Close(p[1])
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		s.mu.Lock()
+		n := len(s.containers)
+		s.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the hung-up listener was never dropped")
+		}
+	}
 	since := time.Unix(0, l.arrived)
 	for _, c := range []struct {
 		name  string

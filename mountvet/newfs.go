@@ -79,12 +79,12 @@ func attrsOf(l lock) uint64 {
 // newFS mounts a new proc or sysfs as the caller, built where nobody sees
 // it with the masks, read-only paths and flags of the container's own,
 // and protects what it put on it.
-func (c *Container) newFS(cl *caller, k *call) (unix.Errno, string) {
+func (c *Container) newFS(w *worker, cl *caller, k *call) (unix.Errno, string) {
 	v, ok := c.views[*k.fstype]
 	if !ok {
 		return unix.EPERM, fmt.Sprintf("the container started with no %s at %s to copy the masks of", *k.fstype, viewBases[*k.fstype])
 	}
-	q := request{op: opNewFS, target: *k.target, fstype: k.fstype, data: k.data, inPidNS: *k.fstype == "proc"}
+	q := request{op: opNewFS, target: *k.target, fstype: k.fstype, data: k.data}
 	q.attrSet = attrsOf(lock(k.flags&lockable) | lock(v.Locks))
 	if k.flags&unix.MS_NOSYMFOLLOW != 0 {
 		q.attrSet |= unix.MOUNT_ATTR_NOSYMFOLLOW
@@ -98,16 +98,18 @@ func (c *Container) newFS(cl *caller, k *call) (unix.Errno, string) {
 		}
 		q.steps = append(q.steps, st)
 	}
-	res, e, why := act(cl, q)
-	if e != 0 {
+	res, _ := w.call(cl, q)
+	if e, why := res.outcome(); e != 0 {
 		return e, why
 	}
 	t, err := c.table(cl)
-	top := t[int(res.newMount)]
+	top := t[res.newMount.id]
 	if err != nil || top == nil {
 		// Mounted, but its masks cannot be protected: take it away.
-		q := request{op: opUmount, target: *k.target, flags: unix.MNT_DETACH, expectTarget: res.newMount}
-		act(cl, q)
+		u := request{op: opUmount, target: *k.target, flags: unix.MNT_DETACH}
+		if r, e, _ := c.resolve(w, cl, u); e == 0 {
+			w.verdict(r.target.id == res.newMount.id)
+		}
 		return unix.EPERM, "new " + *k.fstype + ": cannot read the caller's mounts to protect its masks"
 	}
 	c.own[top.ID] = known{ref: refOf(top), locks: lock(v.Locks)}
@@ -117,7 +119,7 @@ func (c *Container) newFS(cl *caller, k *call) (unix.Errno, string) {
 		}
 	}
 	c.gen++
-	return 0, why
+	return 0, "done"
 }
 
 // below reports whether m is mounted, at any depth, on mount id.

@@ -3,9 +3,7 @@ package mountvet
 import (
 	"bytes"
 	"errors"
-	"fmt"
-	"os"
-	"strconv"
+	"io"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -72,11 +70,11 @@ func ioctl(fd int, req uint, arg unsafe.Pointer) error {
 }
 
 // readString reads a NUL-terminated string of at most max bytes at addr
-// in the memory of thread tid. A string that does not end within max
-// fails with ENAMETOOLONG, as the kernel's own copy would.
-func readString(mem *os.File, addr uint64, max int) (string, error) {
-	buf := make([]byte, 0, 256)
-	chunk := make([]byte, 256)
+// in mem. A string that does not end within max fails with ENAMETOOLONG,
+// as the kernel's own copy would.
+func readString(mem io.ReaderAt, addr uint64, max int) (string, error) {
+	var buf []byte
+	chunk := make([]byte, 4096)
 	for len(buf) < max {
 		// Stop each read at a page end: the next page may be unmapped.
 		n := min(len(chunk), 4096-int((addr+uint64(len(buf)))%4096), max-len(buf))
@@ -92,11 +90,76 @@ func readString(mem *os.File, addr uint64, max int) (string, error) {
 	return "", unix.ENAMETOOLONG
 }
 
-// openMem opens the memory of thread tid for reading its arguments.
-func openMem(tid uint32) (*os.File, error) {
-	f, err := os.Open("/proc/" + strconv.FormatUint(uint64(tid), 10) + "/mem")
+// procMem is the memory of a thread, read with process_vm_readv(2): one
+// system call per read, where /proc/<tid>/mem costs an open and a close
+// as well.
+type procMem int
+
+func (tid procMem) ReadAt(p []byte, off int64) (int, error) {
+	local := []unix.Iovec{{Base: &p[0]}}
+	local[0].SetLen(len(p))
+	remote := []unix.RemoteIovec{{Base: uintptr(off), Len: len(p)}}
+	n, err := unix.ProcessVMReadv(int(tid), local, remote, 0)
 	if err != nil {
-		return nil, fmt.Errorf("open memory of %d: %w", tid, err)
+		return 0, err
 	}
-	return f, nil
+	if n == 0 {
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// argMem serves reads of a thread's memory from what was read ahead, in
+// one system call, of the pages its call's arguments start on; other
+// reads go to the thread.
+type argMem struct {
+	tid   procMem
+	spans []span
+}
+
+type span struct {
+	addr uint64
+	data []byte
+}
+
+// readAhead reads, for each non-zero address, up to the end of its page.
+func readAhead(tid procMem, addrs ...uint64) *argMem {
+	m := &argMem{tid: tid}
+	var local []unix.Iovec
+	var remote []unix.RemoteIovec
+	for _, a := range addrs {
+		if a == 0 {
+			continue
+		}
+		data := make([]byte, 4096-int(a%4096))
+		m.spans = append(m.spans, span{addr: a, data: data})
+		iov := unix.Iovec{Base: &data[0]}
+		iov.SetLen(len(data))
+		local = append(local, iov)
+		remote = append(remote, unix.RemoteIovec{Base: uintptr(a), Len: len(data)})
+	}
+	if len(local) == 0 {
+		return m
+	}
+	got, err := unix.ProcessVMReadv(int(tid), local, remote, 0)
+	if err != nil {
+		got = 0
+	}
+	// The kernel stops at the first range it cannot read.
+	for i := range m.spans {
+		n := min(got, len(m.spans[i].data))
+		m.spans[i].data = m.spans[i].data[:n]
+		got -= n
+	}
+	return m
+}
+
+func (m *argMem) ReadAt(p []byte, off int64) (int, error) {
+	start, end := uint64(off), uint64(off)+uint64(len(p))
+	for _, s := range m.spans {
+		if start >= s.addr && end <= s.addr+uint64(len(s.data)) {
+			return copy(p, s.data[start-s.addr:]), nil
+		}
+	}
+	return m.tid.ReadAt(p, off)
 }

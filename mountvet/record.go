@@ -44,7 +44,7 @@ func (c *Container) Generation() uint64 {
 
 // Restore is the Container that r records.
 func Restore(r Record) *Container {
-	c := &Container{ID: r.ID, initial: mapOf(r.Initial), own: mapOf(r.Own), guards: map[int]guard{}, views: map[string]FSView{}}
+	c := &Container{ID: r.ID, initial: mapOf(r.Initial), own: mapOf(r.Own), guards: map[int]guard{}, views: map[string]FSView{}, workers: map[uint64]*worker{}}
 	for _, g := range r.Guards {
 		c.guards[g.MountID] = guard{known: known{ref: mountRef{dev: g.Dev, root: g.Root}, locks: lock(g.Locks)}, ns: g.NS}
 	}

@@ -3,6 +3,7 @@ package mountvet
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -54,6 +55,10 @@ type Container struct {
 	views map[string]FSView
 	// gen counts changes to the record, for the helper's copy of it.
 	gen uint64
+	// workers carry out the calls, one per user namespace they come
+	// from; calls counts the calls, to find the least recently used.
+	workers map[uint64]*worker
+	calls   uint64
 }
 
 type guard struct {
@@ -67,7 +72,7 @@ func NewContainer(id string, pid int) (*Container, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mounts of %s: %w", id, err)
 	}
-	c := &Container{ID: id, initial: map[int]known{}, own: map[int]known{}, guards: map[int]guard{}, views: viewsOf(ms)}
+	c := &Container{ID: id, initial: map[int]known{}, own: map[int]known{}, guards: map[int]guard{}, views: viewsOf(ms), workers: map[uint64]*worker{}}
 	for _, m := range ms {
 		c.initial[m.ID] = known{ref: refOf(m), locks: flagsOf(m.Options)}
 	}
@@ -200,11 +205,13 @@ func readCall(n *Notif) (*call, error) {
 	default:
 		return nil, unix.ENOSYS
 	}
-	mem, err := openMem(n.Pid)
-	if err != nil {
-		return nil, err
+	var mem io.ReaderAt
+	if isMount {
+		mem = readAhead(procMem(n.Pid), n.Args[0], n.Args[1], n.Args[2], n.Args[4])
+	} else {
+		mem = procMem(n.Pid)
 	}
-	defer mem.Close()
+	var err error
 	str := func(addr uint64, max int) (*string, error) {
 		if addr == 0 {
 			return nil, nil
@@ -252,35 +259,124 @@ func readCall(n *Notif) (*call, error) {
 
 const capSysAdmin = 21
 
+// maxWorkers bounds the workers of one container: one per user namespace
+// its calls come from, the least recently used stopped first.
+const maxWorkers = 4
+
 // Handle vets one trapped call from listener and carries it out when it
 // is allowed. It returns the errno the caller sees (0 for success) and,
 // for the log, why.
 func (c *Container) Handle(listener int, n *Notif) (unix.Errno, string) {
-	cl, err := c.prepare(listener, n)
-	if err != nil {
-		return errnoOf(err), err.Error()
-	}
-	defer cl.Close()
-	call, err := readCall(n)
+	k, err := readCall(n)
 	if err != nil {
 		return errnoOf(err), "read arguments: " + err.Error()
 	}
+	cl, err := openCaller(n.Pid, k)
+	if err != nil {
+		return errnoOf(err), fmt.Sprintf("open caller %d: %v", n.Pid, err)
+	}
+	defer cl.Close()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w := c.workers[cl.userNS]
+	if w != nil && w.gone() {
+		c.stopWorker(w)
+		w = nil
+	}
+	if err := cl.openNamespaces(k, w); err != nil {
+		return errnoOf(err), fmt.Sprintf("open namespaces of %d: %v", n.Pid, err)
+	}
+	// What was read and opened above is the caller's only if its call
+	// still pends now.
 	if !Valid(listener, n.ID) {
 		return unix.EPERM, "caller gone"
 	}
 	if cl.capEff&(1<<capSysAdmin) == 0 {
 		return unix.EPERM, "no CAP_SYS_ADMIN"
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	if w == nil {
+		if w, err = c.startWorker(cl); err != nil {
+			return unix.EPERM, err.Error()
+		}
+	}
+	c.calls++
+	w.used = c.calls
 	var e unix.Errno
 	var why string
-	if call.umount {
-		e, why = c.umount(cl, call)
+	if k.umount {
+		e, why = c.umount(w, cl, k)
 	} else {
-		e, why = c.mount(cl, call)
+		e, why = c.mount(w, cl, k)
 	}
-	return e, call.String() + ": " + why
+	return e, k.String() + ": " + why
+}
+
+// openNamespaces opens the caller's namespaces that the worker w (nil:
+// none yet for its user namespace) must join for k.
+func (cl *caller) openNamespaces(k *call, w *worker) error {
+	need := []int{}
+	if w == nil {
+		need = append(need, nsUser, nsMnt)
+	} else if cl.mntNS != w.mntNS {
+		need = append(need, nsMnt)
+	}
+	if k.isNew() {
+		need = append(need, nsOfFS(*k.fstype)...)
+	}
+	for _, i := range need {
+		if err := cl.openNS(i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// nsOfFS are the namespaces besides user and mount that a new filesystem
+// of type fstype takes from whoever mounts it.
+func nsOfFS(fstype string) []int {
+	switch {
+	case fstype == "sysfs":
+		return []int{nsNet}
+	case fstype == "mqueue":
+		return []int{nsIPC}
+	case fstype == "cgroup" || fstype == "cgroup2":
+		return []int{nsCgroup}
+	case fstype == "proc" || fstype == "fuse" || fstype == "fuseblk" || strings.HasPrefix(fstype, "fuse."):
+		return []int{nsPID}
+	}
+	return nil
+}
+
+func (c *Container) startWorker(cl *caller) (*worker, error) {
+	if len(c.workers) >= maxWorkers {
+		var old *worker
+		for _, w := range c.workers {
+			if old == nil || w.used < old.used {
+				old = w
+			}
+		}
+		c.stopWorker(old)
+	}
+	w, err := startWorker(cl.ns[nsUser], cl.ns[nsMnt], cl.userNS, cl.mntNS)
+	if err != nil {
+		return nil, fmt.Errorf("act in the namespaces of %d: %w", cl.tid, err)
+	}
+	c.workers[cl.userNS] = w
+	return w, nil
+}
+
+func (c *Container) stopWorker(w *worker) {
+	delete(c.workers, w.userNS)
+	w.stop()
+}
+
+// Close stops what serves the container's calls; it has none left.
+func (c *Container) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, w := range c.workers {
+		c.stopWorker(w)
+	}
 }
 
 // errnoOf is the errno the caller sees for err: its own if it is one,
@@ -300,25 +396,17 @@ func (k *call) String() string {
 	return fmt.Sprintf("mount(%s, %q, %s, %#x, %s)", quote(k.source), *k.target, quote(k.fstype), k.flags, quote(k.data))
 }
 
+// isNew reports whether k mounts a new filesystem.
+func (k *call) isNew() bool {
+	const other = unix.MS_REMOUNT | unix.MS_BIND | unix.MS_MOVE | unix.MS_SHARED | unix.MS_PRIVATE | unix.MS_SLAVE | unix.MS_UNBINDABLE
+	return !k.umount && k.flags&other == 0 && k.fstype != nil
+}
+
 func quote(s *string) string {
 	if s == nil {
 		return "NULL"
 	}
 	return strconv.Quote(*s)
-}
-
-// prepare opens the caller's context while its call is known to pend,
-// so that what was opened is the caller's.
-func (c *Container) prepare(listener int, n *Notif) (*caller, error) {
-	cl, err := openCaller(n.Pid)
-	if err != nil {
-		return nil, fmt.Errorf("open caller %d: %w", n.Pid, err)
-	}
-	if !Valid(listener, n.ID) {
-		cl.Close()
-		return nil, unix.EPERM
-	}
-	return cl, nil
 }
 
 func (c *Container) table(cl *caller) (map[int]*mountinfo.Info, error) {
@@ -333,68 +421,81 @@ func (c *Container) table(cl *caller) (map[int]*mountinfo.Info, error) {
 	return t, nil
 }
 
-// probe resolves the call's paths as the caller would and returns their
-// mounts from the caller's mount table.
-func (c *Container) probe(cl *caller, q request) (result, map[int]*mountinfo.Info, unix.Errno, string) {
-	p := q
-	p.op = opProbe
-	r := cl.run(p)
-	if r.stage != 0 {
-		if r.stage == stageTarget || r.stage == stageSource {
-			return r, nil, r.errno, r.String()
+// resolve has the worker resolve q's paths as the caller would, and hold
+// q there; it returns the mounts they resolved to. Unless it fails, the
+// worker waits for a verdict.
+func (c *Container) resolve(w *worker, cl *caller, q request) (result, unix.Errno, string) {
+	q.hold = true
+	r, held := w.call(cl, q)
+	if !held {
+		e, why := r.outcome()
+		if e == 0 {
+			e = unix.EPERM
 		}
-		return r, nil, unix.EPERM, r.String()
+		return r, e, why
 	}
+	if r.target.info != nil && (!q.wantSource || r.source.info != nil) {
+		return r, 0, ""
+	}
+	// Without statmount(2), the caller's mount table tells the rest.
 	t, err := c.table(cl)
 	if err != nil {
-		return r, nil, unix.EPERM, "mount table: " + err.Error()
+		w.verdict(false)
+		return r, unix.EPERM, "mount table: " + err.Error()
 	}
-	if t[int(r.target)] == nil || (q.wantSource && t[int(r.source)] == nil) {
-		return r, nil, unix.EPERM, "resolved mount not in the caller's table"
+	r.target.info, r.source.info = t[r.target.id], t[r.source.id]
+	if r.target.info == nil || (q.wantSource && r.source.info == nil) {
+		w.verdict(false)
+		return r, unix.EPERM, "resolved mount not in the caller's table"
 	}
-	return r, t, 0, ""
+	return r, 0, ""
 }
 
-// probeMountPoint is probe for calls whose target must be the root of a
-// mount, as the kernel requires of remount and umount; it returns that
+// resolveMountPoint is resolve for calls whose target must be the root of
+// a mount, as the kernel requires of remount and umount; it returns that
 // mount.
-func (c *Container) probeMountPoint(cl *caller, q request) (result, *mountinfo.Info, unix.Errno, string) {
-	r, t, e, why := c.probe(cl, q)
+func (c *Container) resolveMountPoint(w *worker, cl *caller, q request) (*mountinfo.Info, unix.Errno, string) {
+	r, e, why := c.resolve(w, cl, q)
 	if e != 0 {
-		return r, nil, e, why
+		return nil, e, why
 	}
-	if !r.targetRoot {
-		return r, nil, unix.EINVAL, "not a mount point"
+	if !r.target.root {
+		e, why = refuse(w, unix.EINVAL, "not a mount point")
+		return nil, e, why
 	}
-	return r, t[int(r.target)], 0, ""
+	return r.target.info, 0, ""
 }
 
-// act carries q out and turns its result into the caller's errno.
-func act(cl *caller, q request) (result, unix.Errno, string) {
-	r := cl.run(q)
+// refuse ends a held call without carrying it out.
+func refuse(w *worker, e unix.Errno, why string) (unix.Errno, string) {
+	w.verdict(false)
+	return e, why
+}
+
+// outcome is the errno the caller sees for r, and why.
+func (r result) outcome() (unix.Errno, string) {
 	switch r.stage {
 	case 0:
-		return r, 0, "done"
+		return 0, "done"
 	case stageTarget, stageSource, stageOp:
-		return r, r.errno, r.String()
+		return r.errno, r.String()
 	}
-	return r, unix.EPERM, r.String()
+	return unix.EPERM, r.String()
 }
 
-func (c *Container) umount(cl *caller, k *call) (unix.Errno, string) {
+func (c *Container) umount(w *worker, cl *caller, k *call) (unix.Errno, string) {
 	if k.flags&^(unix.MNT_FORCE|unix.MNT_DETACH|unix.MNT_EXPIRE|unix.UMOUNT_NOFOLLOW) != 0 {
 		return unix.EINVAL, "unknown umount flags"
 	}
 	q := request{op: opUmount, target: *k.target, flags: k.flags, noFollow: k.flags&unix.UMOUNT_NOFOLLOW != 0}
-	r, m, e, why := c.probeMountPoint(cl, q)
+	m, e, why := c.resolveMountPoint(w, cl, q)
 	if e != 0 {
 		return e, why
 	}
 	if c.protected(m) {
-		return unix.EPERM, "protected mount " + m.Mountpoint
+		return refuse(w, unix.EPERM, "protected mount "+m.Mountpoint)
 	}
-	q.expectTarget = r.target
-	_, e, why = act(cl, q)
+	e, why = w.verdict(true).outcome()
 	if _, ok := c.own[m.ID]; ok && e == 0 {
 		delete(c.own, m.ID)
 		c.gen++
@@ -407,36 +508,27 @@ func (c *Container) umount(cl *caller, k *call) (unix.Errno, string) {
 	return e, why
 }
 
-func (c *Container) mount(cl *caller, k *call) (unix.Errno, string) {
+func (c *Container) mount(w *worker, cl *caller, k *call) (unix.Errno, string) {
 	f := k.flags
 	switch {
 	case f&unix.MS_REMOUNT != 0:
-		return c.remount(cl, k)
+		return c.remount(w, cl, k)
 	case f&unix.MS_BIND != 0:
-		return c.bind(cl, k)
+		return c.bind(w, cl, k)
 	case f&(unix.MS_SHARED|unix.MS_PRIVATE|unix.MS_SLAVE|unix.MS_UNBINDABLE) != 0:
-		q := request{op: opPropagation, target: *k.target, flags: f}
-		_, e, why := act(cl, q)
-		return e, why
+		r, _ := w.call(cl, request{op: opPropagation, target: *k.target, flags: f})
+		return r.outcome()
 	case f&unix.MS_MOVE != 0:
-		return c.move(cl, k)
+		return c.move(w, cl, k)
 	}
-	return c.newMount(cl, k)
+	return c.newMount(w, cl, k)
 }
 
 // remount changes a mount's flags (with MS_BIND) or its filesystem's
 // options too (without). Either way the mount's flags become those given,
 // so a locked flag must be among them.
-func (c *Container) remount(cl *caller, k *call) (unix.Errno, string) {
+func (c *Container) remount(w *worker, cl *caller, k *call) (unix.Errno, string) {
 	q := request{target: *k.target}
-	r, m, e, why := c.probeMountPoint(cl, q)
-	if e != 0 {
-		return e, why
-	}
-	if missing := c.locksOf(m) &^ lock(k.flags&lockable); missing != 0 {
-		return unix.EPERM, fmt.Sprintf("%s would lose %s", m.Mountpoint, describe(missing))
-	}
-	q.expectTarget = r.target
 	if k.flags&unix.MS_BIND != 0 {
 		q.op = opSetattr
 		q.attrSet, q.attrClr = mountAttrs(k.flags)
@@ -449,8 +541,14 @@ func (c *Container) remount(cl *caller, k *call) (unix.Errno, string) {
 			q.data = &d
 		}
 	}
-	_, e, why = act(cl, q)
-	return e, why
+	m, e, why := c.resolveMountPoint(w, cl, q)
+	if e != 0 {
+		return e, why
+	}
+	if missing := c.locksOf(m) &^ lock(k.flags&lockable); missing != 0 {
+		return refuse(w, unix.EPERM, fmt.Sprintf("%s would lose %s", m.Mountpoint, describe(missing)))
+	}
+	return w.verdict(true).outcome()
 }
 
 // mountAttrs turns the flags of a bind remount into mount_setattr's: the
@@ -493,73 +591,75 @@ func mountAttrs(flags uintptr) (set, clr uint64) {
 // source's flags: it inherits the source's locks. Without MS_REC it would
 // leave behind the mounts on top of the source, so a source with initial
 // mounts on it is refused, as the kernel refuses one with locked mounts.
-func (c *Container) bind(cl *caller, k *call) (unix.Errno, string) {
+func (c *Container) bind(w *worker, cl *caller, k *call) (unix.Errno, string) {
 	if k.source == nil {
 		return unix.EFAULT, "no source"
 	}
-	q := request{target: *k.target, source: *k.source, wantSource: true, recursive: k.flags&unix.MS_REC != 0}
-	r, t, e, why := c.probe(cl, q)
+	q := request{op: opBind, target: *k.target, source: *k.source, wantSource: true, recursive: k.flags&unix.MS_REC != 0}
+	r, e, why := c.resolve(w, cl, q)
 	if e != 0 {
 		return e, why
 	}
-	src := t[int(r.source)]
+	src := r.source.info
 	if !q.recursive {
+		t, err := c.table(cl)
+		if err != nil {
+			return refuse(w, unix.EPERM, "mount table: "+err.Error())
+		}
 		for _, m := range t {
 			if m.Parent == src.ID && m.ID != src.ID && c.protected(m) {
-				return unix.EINVAL, fmt.Sprintf("bind of %s would uncover %s", src.Mountpoint, m.Mountpoint)
+				return refuse(w, unix.EINVAL, fmt.Sprintf("bind of %s would uncover %s", src.Mountpoint, m.Mountpoint))
 			}
 		}
 	}
 	locks := c.locksOf(src)
-	q.op = opBind
-	q.expectTarget, q.expectSrc = r.target, r.source
-	res, e, why := act(cl, q)
-	if e != 0 {
+	r = w.verdict(true)
+	if e, why = r.outcome(); e != 0 {
 		return e, why
 	}
-	if t2, err := c.table(cl); err == nil {
-		if m := t2[int(res.newMount)]; m != nil {
-			c.own[m.ID] = known{ref: refOf(m), locks: locks}
-			c.gen++
+	m := r.newMount.info
+	if m == nil && r.newMount.id != 0 {
+		if t, err := c.table(cl); err == nil {
+			m = t[r.newMount.id]
 		}
+	}
+	if m != nil {
+		c.own[m.ID] = known{ref: refOf(m), locks: locks}
+		c.gen++
 	}
 	return 0, why
 }
 
-func (c *Container) move(cl *caller, k *call) (unix.Errno, string) {
+func (c *Container) move(w *worker, cl *caller, k *call) (unix.Errno, string) {
 	if k.source == nil {
 		return unix.EFAULT, "no source"
 	}
-	q := request{target: *k.target, source: *k.source, wantSource: true}
-	r, t, e, why := c.probe(cl, q)
+	q := request{op: opMove, target: *k.target, source: *k.source, wantSource: true}
+	r, e, why := c.resolve(w, cl, q)
 	if e != 0 {
 		return e, why
 	}
-	if !r.srcRoot {
-		return unix.EINVAL, "source is not a mount point"
+	if !r.source.root {
+		return refuse(w, unix.EINVAL, "source is not a mount point")
 	}
-	if m := t[int(r.source)]; c.protected(m) {
-		return unix.EPERM, "protected mount " + m.Mountpoint
+	if m := r.source.info; c.protected(m) {
+		return refuse(w, unix.EPERM, "protected mount "+m.Mountpoint)
 	}
-	q.op = opMove
-	q.expectTarget, q.expectSrc = r.target, r.source
-	_, e, why = act(cl, q)
-	return e, why
+	return w.verdict(true).outcome()
 }
 
 // newMount mounts a new filesystem where the caller asked, as the caller:
 // it covers what is there and uncovers nothing.
-func (c *Container) newMount(cl *caller, k *call) (unix.Errno, string) {
+func (c *Container) newMount(w *worker, cl *caller, k *call) (unix.Errno, string) {
 	if k.fstype == nil {
 		return unix.EINVAL, "no filesystem type"
 	}
 	if _, ok := viewBases[*k.fstype]; ok {
 		// A bare proc or sysfs would show what the container's masks hide.
-		return c.newFS(cl, k)
+		return c.newFS(w, cl, k)
 	}
-	q := request{op: opNew, target: *k.target, source: deref(k.source), fstype: k.fstype, data: k.data, flags: k.flags}
-	_, e, why := act(cl, q)
-	return e, why
+	r, _ := w.call(cl, request{op: opNew, target: *k.target, source: deref(k.source), fstype: k.fstype, data: k.data, flags: k.flags})
+	return r.outcome()
 }
 
 func deref(s *string) string {

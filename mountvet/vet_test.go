@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+	"unsafe"
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
@@ -123,6 +124,53 @@ func TestReadString(t *testing.T) {
 	}
 	if _, err := readString(f, 20000, 100); err != unix.EFAULT {
 		t.Errorf("past the end: got %v", err)
+	}
+}
+
+// procMem reads another thread's memory as readString needs it: up to a
+// page end, and an unmapped address fails.
+func TestProcMem(t *testing.T) {
+	page := os.Getpagesize()
+	mem, err := unix.Mmap(-1, 0, 2*page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := uint64(uintptr(unsafe.Pointer(&mem[0])))
+	munmap := func(addr uint64, n int) error {
+		_, _, e := unix.Syscall(unix.SYS_MUNMAP, uintptr(addr), uintptr(n), 0)
+		if e != 0 {
+			return e
+		}
+		return nil
+	}
+	defer munmap(base, 2*page)
+	copy(mem[page-6:], "/acros")
+	copy(mem[page:], "s/page\x00")
+	// The second page unmapped would end the string with EFAULT.
+	self := procMem(unix.Gettid())
+	if s, err := readString(self, base+uint64(page-6), unix.PathMax); err != nil || s != "/across/page" {
+		t.Fatalf("got %q, %v", s, err)
+	}
+	// Read ahead: the same, from one read of what the first page holds.
+	ahead := readAhead(self, base+uint64(page-6), 0, base+10)
+	if s, err := readString(ahead, base+uint64(page-6), unix.PathMax); err != nil || s != "/across/page" {
+		t.Fatalf("read ahead: got %q, %v", s, err)
+	}
+	if s, err := readString(ahead, base+10, unix.PathMax); err != nil || s != "" {
+		t.Fatalf("read ahead: got %q, %v", s, err)
+	}
+	if err := munmap(base+uint64(page), page); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readString(self, base+uint64(page-6), unix.PathMax); err != unix.EFAULT {
+		t.Fatalf("a string running into an unmapped page: %v, want EFAULT", err)
+	}
+	ahead = readAhead(self, base+uint64(page-6), base+uint64(page)+8)
+	if _, err := readString(ahead, base+uint64(page-6), unix.PathMax); err != unix.EFAULT {
+		t.Fatalf("read ahead, a string running into an unmapped page: %v, want EFAULT", err)
+	}
+	if _, err := readString(ahead, base+uint64(page)+8, unix.PathMax); err != unix.EFAULT {
+		t.Fatalf("read ahead of an unmapped page: %v, want EFAULT", err)
 	}
 }
 

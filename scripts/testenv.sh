@@ -60,4 +60,12 @@ if ! "$DOCKER" image inspect moat-test/bpftool:1 >/dev/null 2>&1; then
   DOCKER="$DOCKER" scripts/mkbpftool-image.sh moat-test/bpftool:1
 fi
 
-"$@"
+# A failing command shows the end of the helper's log: what the helper and
+# its keeper saw is otherwise lost with the machine.
+rc=0
+"$@" || rc=$?
+if [ "$rc" -ne 0 ] && [ -f /var/log/moat/helper.log ]; then
+  echo "--- last lines of /var/log/moat/helper.log" >&2
+  tail -n 60 /var/log/moat/helper.log >&2
+fi
+exit "$rc"
