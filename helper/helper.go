@@ -434,9 +434,11 @@ func (s *server) relink() <-chan struct{} {
 		return nil
 	}
 	have := map[string]bool{}
+	var pids []int
 	s.mu.Lock()
 	for _, k := range back {
 		have[k.token] = true
+		pids = append(pids, k.pid)
 		sv := s.containers[k.record.ID]
 		if sv == nil {
 			if sv, err = s.serve(mountvet.Restore(k.record)); err != nil {
@@ -480,7 +482,25 @@ func (s *server) relink() <-chan struct{} {
 		s.noteSent(o.sv, gen)
 		o.l.markKept()
 	}
+	if len(pids) > 0 {
+		// Taken back from a helper that died: it may have died holding
+		// calls. The listeners are watched again, so restarted calls are
+		// answered.
+		go restartStranded(pids)
+	}
 	return gone
+}
+
+// restartStranded restarts the calls a dead helper took and never
+// answered, in the containers of pids.
+func restartStranded(pids []int) {
+	tids, err := mountvet.RestartStranded(pids)
+	if len(tids) > 0 {
+		logrus.Infof("helper: restarted the mount calls of tasks %v, left unanswered by a helper that died", tids)
+	}
+	if err != nil {
+		logrus.Warnf("helper: %v", err)
+	}
 }
 
 // keepLinked starts a new keeper whenever the one there goes. With no

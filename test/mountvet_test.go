@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -412,6 +413,65 @@ func TestHelperKilled(t *testing.T) {
 			checkVetted(t, n)
 		}
 	}
+}
+
+// A kill -9 of the helper while calls are in flight: a call the dead
+// helper took and never answered is restarted for the next helper, so no
+// caller waits forever. Four loops mount and unmount all the time, so most
+// kills land inside a call.
+func TestHelperKilledMidCall(t *testing.T) {
+	const loops = 4
+	script := `mkdir -p /root/m$1; i=0; while :; do mount -t tmpfs m /root/m$1 && umount /root/m$1 && i=$((i+1)) && echo $i > /root/count$1; done`
+	start := "for n in $(seq " + strconv.Itoa(loops) + "); do sh -c '" + script + "' sh $n & done; wait"
+	n := dockerRun(t, []string{"--cap-add", "SYS_ADMIN"}, "sh", "-c", start)
+	id := strings.TrimSpace(mustDocker(t, "inspect", "-f", "{{.Id}}", n))
+	counts := func() []int {
+		out := mustDocker(t, "exec", n, "sh", "-c", "for n in $(seq "+strconv.Itoa(loops)+"); do c=$(cat /root/count$n 2>/dev/null); echo ${c:-0}; done")
+		var cs []int
+		for _, f := range strings.Fields(out) {
+			c, _ := strconv.Atoi(f)
+			cs = append(cs, c)
+		}
+		if len(cs) != loops {
+			t.Fatalf("counts: %q", out)
+		}
+		return cs
+	}
+	// Every loop goes on: a stranded caller would stop its loop for good.
+	// (A count being rewritten reads as 0: that poll just tries again.)
+	advance := func(round int) {
+		t.Helper()
+		before := counts()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			now := counts()
+			stuck := -1
+			for i := range now {
+				if now[i] <= before[i] {
+					stuck = i
+				}
+			}
+			if stuck < 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: loop %d has made no call since %v (counts %v)", round, stuck+1, before, now)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	st, err := helper.GetStatus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	advance(0)
+	for round := 1; round <= 6; round++ {
+		old := *st
+		kill9(t, old.Pid)
+		st, _ = waitServed(t, []string{id}, func(now *helper.Status) bool { return now.Pid != old.Pid })
+		advance(round)
+	}
+	checkVetted(t, n)
 }
 
 // Creates racing a kill of the helper either get vetting or fail, and a
