@@ -23,6 +23,10 @@ import (
 // A call the dead helper had already carried out is carried out again when
 // restarted, and vetted again: a tmpfs mounted twice, at worst, never a
 // protected mount changed.
+//
+// This needs the filter to be installed without
+// SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, which would make a taken call's
+// wait killable only; TestHelperKilledMidCall fails if it ever is.
 
 // isTrapped reports whether nr is one of the calls the filter sends to the
 // helper (x86_64 and arm64 have no umount of their own: the C library's
