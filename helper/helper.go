@@ -656,6 +656,13 @@ func leaveCallersCgroups() {
 	roots = append(roots, "/sys/fs/cgroup/cgroup.procs")
 	pid := []byte(fmt.Sprint(os.Getpid()))
 	for _, p := range roots {
-		_ = os.WriteFile(p, pid, 0)
+		// Never created: on a cgroup v1 host /sys/fs/cgroup is a tmpfs,
+		// where a write that creates would leave a file of ours.
+		f, err := os.OpenFile(p, os.O_WRONLY, 0)
+		if err != nil {
+			continue
+		}
+		_, _ = f.Write(pid)
+		f.Close()
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,6 +30,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+func isTmpfs(path string) bool {
+	var st syscall.Statfs_t
+	return syscall.Statfs(path, &st) == nil && st.Type == 0x01021994 // TMPFS_MAGIC
+}
+
 func leftovers() string {
 	var b strings.Builder
 	out, err := exec.Command(moatBin, "ids", "--format", "table").Output()
@@ -43,6 +49,11 @@ func leftovers() string {
 	ms, _ := fstest.Mounts(moatMountDir)
 	for _, m := range ms {
 		fmt.Fprintf(&b, "mount still present: %s\n", m.Mountpoint)
+	}
+	// On a cgroup v1 host /sys/fs/cgroup is a tmpfs: a file there that is
+	// not a cgroup hierarchy was written by mistake.
+	if st, err := os.Stat("/sys/fs/cgroup/cgroup.procs"); err == nil && st.Mode().IsRegular() && isTmpfs("/sys/fs/cgroup") {
+		fmt.Fprintf(&b, "a regular file at /sys/fs/cgroup/cgroup.procs on the cgroup tmpfs\n")
 	}
 	// The mount-vetting helper exits by itself once no container is left.
 	deadline := time.Now().Add(helper.IdleExit + 30*time.Second)
