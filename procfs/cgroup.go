@@ -1,0 +1,198 @@
+// Package procfs owns what a container sees in the /proc and /sys files
+// moat serves it: the host's file with the figures its cgroup sets (memory
+// limit and usage, the CPUs it may use) put in, in the kernel's formats.
+// It reads cgroup v1 and v2 controllers alike, and a hybrid host's mix.
+package procfs
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/moby/sys/mountinfo"
+)
+
+// controller is where one cgroup controller of a process lives.
+type controller struct {
+	dir string // the process's cgroup directory of the controller
+	v2  bool
+}
+
+// Cgroup is where a process's memory and CPU controllers live.
+type Cgroup struct {
+	Memory, CPU, Cpuset, Cpuacct controller
+}
+
+// Host is where the host's files are read from: its zero value reads the
+// running kernel's; tests point it elsewhere.
+type Host struct {
+	// Proc is the host's /proc ("" is /proc).
+	Proc string
+}
+
+func (h Host) proc(name ...string) string {
+	p := h.Proc
+	if p == "" {
+		p = "/proc"
+	}
+	return filepath.Join(append([]string{p}, name...)...)
+}
+
+// CgroupOf finds the cgroup directories of process pid, from its
+// /proc/<pid>/cgroup and the cgroup mounts of the reader's mount
+// namespace (the helper's: the host's).
+func (h Host) CgroupOf(pid int) (*Cgroup, error) {
+	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup", "cgroup2"))
+	if err != nil {
+		return nil, fmt.Errorf("cgroup mounts: %w", err)
+	}
+	f, err := os.Open(h.proc(strconv.Itoa(pid), "cgroup"))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return parseCgroup(f, mounts)
+}
+
+func parseCgroup(f io.Reader, mounts []*mountinfo.Info) (*Cgroup, error) {
+	// v1 hierarchies by controller, the v2 one by "".
+	paths := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		parts := strings.SplitN(sc.Text(), ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		for _, c := range strings.Split(parts[1], ",") {
+			paths[c] = parts[2]
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	var cg Cgroup
+	for _, want := range []struct {
+		name string
+		ctl  *controller
+	}{{"memory", &cg.Memory}, {"cpu", &cg.CPU}, {"cpuset", &cg.Cpuset}, {"cpuacct", &cg.Cpuacct}} {
+		*want.ctl = locate(want.name, paths, mounts)
+	}
+	if cg.Memory.dir == "" && cg.CPU.dir == "" {
+		return nil, errors.New("no memory or cpu controller found for the process")
+	}
+	return &cg, nil
+}
+
+// locate finds controller name: on its v1 hierarchy if it has one, else
+// on the v2 hierarchy if that has it enabled.
+func locate(name string, paths map[string]string, mounts []*mountinfo.Info) controller {
+	if p, ok := paths[name]; ok {
+		for _, m := range mounts {
+			if m.FSType == "cgroup" && hasOption(m.VFSOptions, name) {
+				return controller{dir: within(m, p)}
+			}
+		}
+	}
+	p, ok := paths[""]
+	if !ok {
+		return controller{}
+	}
+	for _, m := range mounts {
+		if m.FSType != "cgroup2" {
+			continue
+		}
+		dir := within(m, p)
+		// A v2 controller shows in the root's cgroup.controllers when it is
+		// on this hierarchy (on a hybrid host most are on v1).
+		ctls, err := os.ReadFile(filepath.Join(m.Mountpoint, "cgroup.controllers"))
+		if err != nil {
+			continue
+		}
+		v2name := name
+		if name == "cpuacct" {
+			v2name = "cpu" // v2 has cpu.stat for what v1's cpuacct counted
+		}
+		if hasField(string(ctls), v2name) {
+			return controller{dir: dir, v2: true}
+		}
+	}
+	return controller{}
+}
+
+// within is the directory of cgroup path p on mount m, whose root may be
+// a cgroup below the hierarchy's root (a cgroup namespace).
+func within(m *mountinfo.Info, p string) string {
+	rel := strings.TrimPrefix(p, m.Root)
+	if m.Root == "/" {
+		rel = p
+	}
+	return filepath.Join(m.Mountpoint, rel)
+}
+
+func hasOption(opts, name string) bool {
+	for _, o := range strings.Split(opts, ",") {
+		if o == name {
+			return true
+		}
+	}
+	return false
+}
+
+func hasField(s, name string) bool {
+	for _, f := range strings.Fields(s) {
+		if f == name {
+			return true
+		}
+	}
+	return false
+}
+
+// readUint reads a file holding one number; "max" (v2) and v1's huge
+// "unlimited" values come back as ok == false.
+func readUint(dir, name string) (v uint64, ok bool, err error) {
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		return 0, false, err
+	}
+	s := string(bytes.TrimSpace(b))
+	if s == "max" {
+		return 0, false, nil
+	}
+	v, err = strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		if n, ierr := strconv.ParseInt(s, 10, 64); ierr == nil && n < 0 {
+			return 0, false, nil // v1's -1: no limit
+		}
+		return 0, false, fmt.Errorf("%s: %w", name, err)
+	}
+	// v1 says "no limit" with the largest page-aligned value.
+	if v >= 1<<62 {
+		return 0, false, nil
+	}
+	return v, true, nil
+}
+
+// readStat reads a flat "key value" file such as memory.stat.
+func readStat(dir, name string) (map[string]uint64, error) {
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]uint64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			continue
+		}
+		if v, err := strconv.ParseUint(f[1], 10, 64); err == nil {
+			out[f[0]] = v
+		}
+	}
+	return out, nil
+}

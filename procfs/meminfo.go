@@ -1,0 +1,168 @@
+package procfs
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// memory is what a cgroup says of its memory, in bytes.
+type memory struct {
+	limit, usage           uint64
+	limited                bool
+	swapLimit, swapUsage   uint64
+	swapLimited, swapKnown bool
+	// From memory.stat, by the name /proc/meminfo gives the figure.
+	stat map[string]uint64
+}
+
+// memStat maps the /proc/meminfo lines a cgroup knows to its memory.stat
+// keys: v1's (hierarchical totals) and v2's.
+var memStat = []struct{ meminfo, v1, v2 string }{
+	{"Cached", "total_cache", "file"},
+	{"Active(anon)", "total_active_anon", "active_anon"},
+	{"Inactive(anon)", "total_inactive_anon", "inactive_anon"},
+	{"Active(file)", "total_active_file", "active_file"},
+	{"Inactive(file)", "total_inactive_file", "inactive_file"},
+	{"Unevictable", "total_unevictable", "unevictable"},
+	{"AnonPages", "total_rss", "anon"},
+	{"Mapped", "total_mapped_file", "file_mapped"},
+	{"Shmem", "total_shmem", "shmem"},
+}
+
+// readMemory reads the memory controller at c.
+func readMemory(c controller) (memory, error) {
+	var m memory
+	var err error
+	limitFile, usageFile := "memory.limit_in_bytes", "memory.usage_in_bytes"
+	if c.v2 {
+		limitFile, usageFile = "memory.max", "memory.current"
+	}
+	if m.limit, m.limited, err = readUint(c.dir, limitFile); err != nil {
+		return m, err
+	}
+	if m.usage, _, err = readUint(c.dir, usageFile); err != nil {
+		return m, err
+	}
+	st, err := readStat(c.dir, "memory.stat")
+	if err != nil {
+		return m, err
+	}
+	m.stat = map[string]uint64{}
+	for _, k := range memStat {
+		key := k.v1
+		if c.v2 {
+			key = k.v2
+		}
+		m.stat[k.meminfo] = st[key]
+	}
+	if c.v2 {
+		// Absent when the kernel does not account swap.
+		if v, ok, err := readUint(c.dir, "memory.swap.max"); err == nil {
+			m.swapLimit, m.swapLimited = v, ok
+			if u, _, err := readUint(c.dir, "memory.swap.current"); err == nil {
+				m.swapUsage, m.swapKnown = u, true
+			}
+		}
+		return m, nil
+	}
+	// v1 counts memory and swap together in memsw.
+	if v, ok, err := readUint(c.dir, "memory.memsw.limit_in_bytes"); err == nil {
+		if ok && m.limited && v >= m.limit {
+			m.swapLimit, m.swapLimited = v-m.limit, true
+		}
+		if u, _, err := readUint(c.dir, "memory.memsw.usage_in_bytes"); err == nil {
+			m.swapKnown = true
+			if u > m.usage {
+				m.swapUsage = u - m.usage
+			}
+		}
+	}
+	return m, nil
+}
+
+// Meminfo is /proc/meminfo as the container with cgroup cg sees it: the
+// host's file with MemTotal the container's limit, and the figures the
+// cgroup keeps (free, available, cache, active and inactive, swap) its
+// own. With no memory limit it is the host's file.
+func (h Host) Meminfo(cg *Cgroup) ([]byte, error) {
+	host, err := os.ReadFile(h.proc("meminfo"))
+	if err != nil {
+		return nil, err
+	}
+	if cg.Memory.dir == "" {
+		return host, nil
+	}
+	m, err := readMemory(cg.Memory)
+	if err != nil {
+		return nil, fmt.Errorf("memory of the container: %w", err)
+	}
+	return meminfo(host, m), nil
+}
+
+func meminfo(host []byte, m memory) []byte {
+	hostKB := parseMeminfo(host)
+	total := hostKB["MemTotal"] * 1024
+	if !m.limited || m.limit >= total {
+		return host
+	}
+	total = m.limit
+	usage := min(m.usage, total)
+	free := total - usage
+	avail := min(free+m.stat["Active(file)"]+m.stat["Inactive(file)"], total)
+	set := map[string]uint64{
+		"MemTotal":     total,
+		"MemFree":      free,
+		"MemAvailable": avail,
+		"Buffers":      0,
+		"SwapCached":   0,
+		"Active":       m.stat["Active(anon)"] + m.stat["Active(file)"],
+		"Inactive":     m.stat["Inactive(anon)"] + m.stat["Inactive(file)"],
+	}
+	for _, k := range memStat {
+		set[k.meminfo] = m.stat[k.meminfo]
+	}
+	if m.swapKnown {
+		// No more swap than the host has, whatever the limit.
+		swap := hostKB["SwapTotal"] * 1024
+		if m.swapLimited {
+			swap = min(swap, m.swapLimit)
+		}
+		set["SwapTotal"] = swap
+		set["SwapFree"] = swap - min(m.swapUsage, swap)
+	}
+	var out bytes.Buffer
+	for _, line := range strings.SplitAfter(string(host), "\n") {
+		key, _, ok := strings.Cut(line, ":")
+		v, found := set[key]
+		if !ok || !found || !strings.HasSuffix(strings.TrimSpace(line), " kB") {
+			out.WriteString(line)
+			continue
+		}
+		// The kernel's own layout: the key and colon in 16 columns, the
+		// figure in 8.
+		fmt.Fprintf(&out, "%-16s%8d kB\n", key+":", v/1024)
+	}
+	return out.Bytes()
+}
+
+// parseMeminfo returns the kB figures of a /proc/meminfo.
+func parseMeminfo(b []byte) map[string]uint64 {
+	out := map[string]uint64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		key, rest, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) == 0 {
+			continue
+		}
+		if v, err := strconv.ParseUint(f[0], 10, 64); err == nil {
+			out[key] = v
+		}
+	}
+	return out
+}
