@@ -102,10 +102,29 @@ func (h Host) Meminfo(cg *Cgroup) ([]byte, error) {
 	return meminfo(host, m), nil
 }
 
+// limitedBelow reports whether m's limit binds below a host memory of
+// total bytes: otherwise the container sees the host's files.
+func (m memory) limitedBelow(total uint64) bool {
+	return m.limited && m.limit < total
+}
+
+// swap returns the swap the container may use and uses, in bytes, and
+// whether its cgroup knows: no more than the host has, whatever the limit.
+func (m memory) swap(hostKB map[string]uint64) (total, used uint64, known bool) {
+	if !m.swapKnown {
+		return 0, 0, false
+	}
+	total = hostKB["SwapTotal"] * 1024
+	if m.swapLimited {
+		total = min(total, m.swapLimit)
+	}
+	return total, min(m.swapUsage, total), true
+}
+
 func meminfo(host []byte, m memory) []byte {
 	hostKB := parseMeminfo(host)
 	total := hostKB["MemTotal"] * 1024
-	if !m.limited || m.limit >= total {
+	if !m.limitedBelow(total) {
 		return host
 	}
 	total = m.limit
@@ -124,14 +143,9 @@ func meminfo(host []byte, m memory) []byte {
 	for _, k := range memStat {
 		set[k.meminfo] = m.stat[k.meminfo]
 	}
-	if m.swapKnown {
-		// No more swap than the host has, whatever the limit.
-		swap := hostKB["SwapTotal"] * 1024
-		if m.swapLimited {
-			swap = min(swap, m.swapLimit)
-		}
+	if swap, used, ok := m.swap(hostKB); ok {
 		set["SwapTotal"] = swap
-		set["SwapFree"] = swap - min(m.swapUsage, swap)
+		set["SwapFree"] = swap - used
 	}
 	var out bytes.Buffer
 	for _, line := range strings.SplitAfter(string(host), "\n") {
@@ -165,4 +179,41 @@ func parseMeminfo(b []byte) map[string]uint64 {
 		}
 	}
 	return out
+}
+
+// swapsHeader is the first line of /proc/swaps.
+const swapsHeader = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n"
+
+// Swaps is /proc/swaps as the container with cgroup cg sees it: one
+// "none" area of the swap it may use, or none, when it has a memory limit;
+// the host's file otherwise.
+func (h Host) Swaps(cg *Cgroup) ([]byte, error) {
+	host, err := os.ReadFile(h.proc("swaps"))
+	if err != nil {
+		return nil, err
+	}
+	if cg.Memory.dir == "" {
+		return host, nil
+	}
+	mi, err := os.ReadFile(h.proc("meminfo"))
+	if err != nil {
+		return nil, err
+	}
+	m, err := readMemory(cg.Memory)
+	if err != nil {
+		return nil, fmt.Errorf("memory of the container: %w", err)
+	}
+	return swaps(host, parseMeminfo(mi), m), nil
+}
+
+func swaps(host []byte, hostKB map[string]uint64, m memory) []byte {
+	total, used, known := m.swap(hostKB)
+	if !m.limitedBelow(hostKB["MemTotal"]*1024) || !known {
+		return host
+	}
+	out := swapsHeader
+	if total > 0 {
+		out += fmt.Sprintf("none\t\t\t\tvirtual\t\t%d\t\t%d\t\t0\n", total/1024, used/1024)
+	}
+	return []byte(out)
 }

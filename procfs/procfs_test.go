@@ -95,20 +95,43 @@ func TestMeminfo(t *testing.T) {
 			root := t.TempDir()
 			h := Host{Proc: filepath.Join(root, "proc")}
 			host := fmt.Sprintf(hostMeminfo, tc.hostSwap, tc.hostSwap)
-			writeFiles(t, h.Proc, map[string]string{"meminfo": host})
+			hostSwaps := swapsHeader
+			if tc.hostSwap > 0 {
+				hostSwaps += fmt.Sprintf("/swapfile\t\t\t\tfile\t\t%d\t\t0\t\t-2\n", tc.hostSwap)
+			}
+			writeFiles(t, h.Proc, map[string]string{"meminfo": host, "swaps": hostSwaps})
 			cgdir := filepath.Join(root, "cg")
 			tc.files["memory.stat"] = stat(tc.v2)
 			writeFiles(t, cgdir, tc.files)
 
-			got, err := h.Meminfo(&Cgroup{Memory: controller{dir: cgdir, v2: tc.v2}})
+			cg := &Cgroup{Memory: controller{dir: cgdir, v2: tc.v2}}
+			got, err := h.Meminfo(cg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sw, err := h.Swaps(cg)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if tc.same {
-				if string(got) != host {
-					t.Fatalf("want the host's file, got\n%s", got)
+				if string(got) != host || string(sw) != hostSwaps {
+					t.Fatalf("want the host's files, got\n%s\n%s", got, sw)
 				}
 				return
+			}
+			// /proc/swaps: one area of the swap the container may use.
+			swapLines := strings.Split(strings.TrimSuffix(string(sw), "\n"), "\n")
+			if swapLines[0]+"\n" != swapsHeader {
+				t.Errorf("swaps header %q", swapLines[0])
+			}
+			if tc.swap == 0 && len(swapLines) != 1 {
+				t.Errorf("swaps with no swap: %q", sw)
+			}
+			if tc.swap > 0 {
+				if f := strings.Fields(swapLines[len(swapLines)-1]); len(swapLines) != 2 || len(f) != 5 ||
+					f[2] != fmt.Sprint(tc.swap) || f[3] != fmt.Sprint(tc.swapUsed) {
+					t.Errorf("swaps %q, want an area of %d kB with %d used", sw, tc.swap, tc.swapUsed)
+				}
 			}
 			kb := parseMeminfo(got)
 			want := map[string]uint64{

@@ -14,9 +14,9 @@ import (
 )
 
 // Views are the containers whose files one FUSE filesystem serves, each
-// in a directory named by its ID: <mount>/<id>/meminfo, cpuinfo, stat and
-// online (for /sys/devices/system/cpu/online). A file's content is made
-// when it is opened, from the container's cgroup at that moment.
+// in a directory named by its ID: <mount>/<id>/meminfo, cpuinfo, stat,
+// swaps and online (for /sys/devices/system/cpu/online). A file's content
+// is made when it is opened, from the container's cgroup at that moment.
 type Views struct {
 	host    Host
 	mu      sync.Mutex
@@ -60,7 +60,7 @@ func (v *Views) ids() []string {
 }
 
 // viewFiles are the files of a container's directory.
-var viewFiles = []string{"cpuinfo", "meminfo", "online", "stat"}
+var viewFiles = []string{"cpuinfo", "meminfo", "online", "stat", "swaps"}
 
 // File makes file name of container id.
 func (v *Views) File(id, name string) ([]byte, error) {
@@ -71,6 +71,8 @@ func (v *Views) File(id, name string) ([]byte, error) {
 	switch name {
 	case "meminfo":
 		return v.host.Meminfo(cg)
+	case "swaps":
+		return v.host.Swaps(cg)
 	case "cpuinfo", "stat", "online":
 		cpus, err := v.host.CPUs(cg)
 		if err != nil {

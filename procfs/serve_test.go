@@ -27,6 +27,7 @@ func TestViewsMount(t *testing.T) {
 	h := Host{Proc: filepath.Join(root, "proc")}
 	writeFiles(t, h.Proc, map[string]string{
 		"meminfo": fmt.Sprintf(hostMeminfo, 0, 0),
+		"swaps":   swapsHeader,
 		"stat":    "cpu  4 0 4 40 0 0 0 0 0 0\ncpu0 1 0 1 10 0 0 0 0 0 0\ncpu1 3 0 3 30 0 0 0 0 0 0\nctxt 5\n",
 		"cpuinfo": "processor\t: 0\nmodel name\t: a\n\nprocessor\t: 1\nmodel name\t: b\n\n",
 	})
