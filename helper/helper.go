@@ -494,7 +494,7 @@ func (s *server) relink() <-chan struct{} {
 // restartStranded restarts the calls a dead helper took and never
 // answered, in the containers of pids.
 func restartStranded(pids []int) {
-	tids, err := mountvet.RestartStranded(pids)
+	tids, err := mountvet.RestartStranded(pids, os.Getpid())
 	if len(tids) > 0 {
 		logrus.Infof("helper: restarted the mount calls of tasks %v, left unanswered by a helper that died", tids)
 	}

@@ -48,9 +48,10 @@ func nsOf(path string) (nsID, error) {
 
 // RestartStranded makes every task waiting in a trapped call, in the user
 // namespaces of pids or those nested in them, restart the call. Tasks of
-// the host's user namespace are never touched. It returns the tasks it
-// restarted.
-func RestartStranded(pids []int) ([]int, error) {
+// the host's user namespace are never touched, nor the children and
+// grandchildren of process workersOf (the helper: its workers mount as
+// callers, but are none). It returns the tasks it restarted.
+func RestartStranded(pids []int, workersOf int) ([]int, error) {
 	host, err := nsOf("/proc/self/ns/user")
 	if err != nil {
 		return nil, fmt.Errorf("host user namespace: %w", err)
@@ -72,7 +73,8 @@ func RestartStranded(pids []int) ([]int, error) {
 	var restarted []int
 	var errs []error
 	for _, p := range procs {
-		if _, err := strconv.Atoi(p.Name()); err != nil {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil || descends(pid, workersOf) {
 			continue
 		}
 		tasks, err := os.ReadDir("/proc/" + p.Name() + "/task")
@@ -96,6 +98,41 @@ func RestartStranded(pids []int) ([]int, error) {
 		}
 	}
 	return restarted, errors.Join(errs...)
+}
+
+// descends reports whether process pid is a child of ancestor, or a
+// grandchild (a worker's child that mounts a new proc or sysfs).
+func descends(pid, ancestor int) bool {
+	for depth := 0; depth < 2; depth++ {
+		pid = parentOf(pid)
+		if pid == ancestor {
+			return true
+		}
+		if pid <= 1 {
+			return false
+		}
+	}
+	return false
+}
+
+// parentOf returns the parent of process pid, or 0 if it is gone.
+func parentOf(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The command, in parentheses, may hold spaces: the fields that
+	// matter follow its closing parenthesis.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := bytes.Fields(b[i+1:])
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(string(f[1]))
+	return ppid
 }
 
 // waitsInTrapped reports whether the task at dir is in a trapped call.

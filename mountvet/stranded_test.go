@@ -129,7 +129,13 @@ func TestRestartStranded(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := RestartStranded([]int{cmd.Process.Pid})
+			// A child of the helper is one of its workers, never a caller.
+			if got, err := RestartStranded([]int{cmd.Process.Pid}, os.Getpid()); err != nil || len(got) != 0 || !Valid(lfd, first.ID) {
+				t.Fatalf("restarted %v (%v) of the helper's own children", got, err)
+			}
+			// Here this process only plays the helper: its child is the
+			// caller.
+			got, err := RestartStranded([]int{cmd.Process.Pid}, -1)
 			if err != nil {
 				t.Fatal(err)
 			}
