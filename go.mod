@@ -4,7 +4,6 @@ go 1.26.8
 
 require (
 	github.com/containerd/console v1.0.5
-	github.com/hanwen/go-fuse/v2 v2.12.1
 	github.com/moby/sys/mountinfo v0.7.3
 	github.com/opencontainers/cgroups v0.1.0
 	github.com/opencontainers/runc v1.5.2
