@@ -20,8 +20,21 @@ import (
 
 // controller is where one cgroup controller of a process lives.
 type controller struct {
-	dir string // the process's cgroup directory of the controller
-	v2  bool
+	dir  string // the process's cgroup directory of the controller
+	root string // the hierarchy's mount point: dir or above it
+	v2   bool
+}
+
+// up lists c's directory and those above it, up to the hierarchy's root:
+// a limit set on any of them binds the process.
+func (c controller) up() []string {
+	var dirs []string
+	for d := c.dir; ; d = filepath.Dir(d) {
+		dirs = append(dirs, d)
+		if c.root == "" || d == c.root || !strings.HasPrefix(d, c.root+"/") {
+			return dirs
+		}
+	}
 }
 
 // Cgroup is where a process's memory and CPU controllers live.
@@ -44,14 +57,19 @@ func (h Host) proc(name ...string) string {
 	return filepath.Join(append([]string{p}, name...)...)
 }
 
-// CgroupOf finds the cgroup directories of process pid, from its
-// /proc/<pid>/cgroup and the cgroup mounts of the reader's mount
+// CgroupMounts lists the cgroup hierarchies of this process's mount
 // namespace (the helper's: the host's).
-func (h Host) CgroupOf(pid int) (*Cgroup, error) {
+func CgroupMounts() ([]*mountinfo.Info, error) {
 	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup", "cgroup2"))
 	if err != nil {
 		return nil, fmt.Errorf("cgroup mounts: %w", err)
 	}
+	return mounts, nil
+}
+
+// CgroupOf finds the cgroup directories of process pid, from its
+// /proc/<pid>/cgroup, on the hierarchies mounted at mounts.
+func (h Host) CgroupOf(pid int, mounts []*mountinfo.Info) (*Cgroup, error) {
 	f, err := os.Open(h.proc(strconv.Itoa(pid), "cgroup"))
 	if err != nil {
 		return nil, err
@@ -95,7 +113,7 @@ func locate(name string, paths map[string]string, mounts []*mountinfo.Info) cont
 	if p, ok := paths[name]; ok {
 		for _, m := range mounts {
 			if m.FSType == "cgroup" && hasOption(m.VFSOptions, name) {
-				return controller{dir: within(m, p)}
+				return controller{dir: within(m, p), root: m.Mountpoint}
 			}
 		}
 	}
@@ -119,7 +137,7 @@ func locate(name string, paths map[string]string, mounts []*mountinfo.Info) cont
 			v2name = "cpu" // v2 has cpu.stat for what v1's cpuacct counted
 		}
 		if hasField(string(ctls), v2name) {
-			return controller{dir: dir, v2: true}
+			return controller{dir: dir, root: m.Mountpoint, v2: true}
 		}
 	}
 	return controller{}
@@ -176,6 +194,24 @@ func readUint(dir, name string) (v uint64, ok bool, err error) {
 		return 0, false, nil
 	}
 	return v, true, nil
+}
+
+// smallest reads the limit in file name of c's directory and of those
+// above it, and returns the smallest set; ok is false if none is.
+func smallest(c controller, name string) (v uint64, ok bool, err error) {
+	for i, d := range c.up() {
+		lim, set, err := readUint(d, name)
+		if err != nil {
+			if i > 0 && errors.Is(err, os.ErrNotExist) {
+				continue // a v2 root has no limit files
+			}
+			return 0, false, err
+		}
+		if set && (!ok || lim < v) {
+			v, ok = lim, true
+		}
+	}
+	return v, ok, nil
 }
 
 // readStat reads a flat "key value" file such as memory.stat.

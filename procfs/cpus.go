@@ -2,6 +2,7 @@ package procfs
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -56,15 +57,34 @@ func (h Host) sys() string {
 	return filepath.Join(filepath.Dir(h.Proc), "sys")
 }
 
-// quotaCPUs returns how many CPUs the CPU quota of c amounts to, rounded
-// up, or 0 if it has none.
+// quotaCPUs returns how many CPUs the CPU quota of c, or of a cgroup
+// above it, amounts to, rounded up; 0 if none has a quota.
 func quotaCPUs(c controller) (int, error) {
 	if c.dir == "" {
 		return 0, nil
 	}
+	least := 0
+	for i, d := range c.up() {
+		n, err := quotaIn(d, c.v2)
+		if err != nil {
+			if i > 0 && errors.Is(err, os.ErrNotExist) {
+				continue // a v2 root has no cpu.max
+			}
+			return 0, err
+		}
+		if n > 0 && (least == 0 || n < least) {
+			least = n
+		}
+	}
+	return least, nil
+}
+
+// quotaIn returns the CPUs the quota of cgroup directory d amounts to, or
+// 0 if it sets none.
+func quotaIn(d string, v2 bool) (int, error) {
 	var quota, period uint64
-	if c.v2 {
-		b, err := os.ReadFile(filepath.Join(c.dir, "cpu.max"))
+	if v2 {
+		b, err := os.ReadFile(filepath.Join(d, "cpu.max"))
 		if err != nil {
 			return 0, err
 		}
@@ -81,10 +101,10 @@ func quotaCPUs(c controller) (int, error) {
 	} else {
 		var ok bool
 		var err error
-		if quota, ok, err = readUint(c.dir, "cpu.cfs_quota_us"); err != nil || !ok {
+		if quota, ok, err = readUint(d, "cpu.cfs_quota_us"); err != nil || !ok {
 			return 0, err
 		}
-		if period, _, err = readUint(c.dir, "cpu.cfs_period_us"); err != nil {
+		if period, _, err = readUint(d, "cpu.cfs_period_us"); err != nil {
 			return 0, err
 		}
 	}

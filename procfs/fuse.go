@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"os"
 	"sync"
 	"syscall"
@@ -15,8 +14,8 @@ import (
 
 // The views are served with the kernel's FUSE protocol spoken directly,
 // not through a library: a helper that dies must leave a connection that
-// the next helper takes over. So node IDs are not handed out but derived
-// from what they name (a container's ID, a file's index), INIT is
+// the next helper takes over. So node IDs are fixed (the root, then each
+// file by its index), INIT is
 // answered once per connection, and a new server asks the kernel to send
 // again the requests the dead one had read and not answered
 // (FUSE_NOTIFY_RESEND, Linux 6.9).
@@ -149,6 +148,7 @@ type inHeader struct {
 	opcode uint32
 	unique uint64
 	nodeid uint64
+	pid    uint32 // the caller, in the pid namespace of the mounter
 }
 
 func header(b []byte) (inHeader, []byte) {
@@ -159,6 +159,7 @@ func header(b []byte) (inHeader, []byte) {
 		opcode: binary.LittleEndian.Uint32(b[4:]),
 		unique: binary.LittleEndian.Uint64(b[8:]),
 		nodeid: binary.LittleEndian.Uint64(b[16:]),
+		pid:    binary.LittleEndian.Uint32(b[32:]),
 	}, b[inHeaderLen:]
 }
 
@@ -213,38 +214,19 @@ func (s *Session) Stop() {
 	s.mu.Unlock()
 }
 
-// Node IDs: 1 is the root; a container's directory is its ID's hash with
-// the low 4 bits clear and the top bit set; its files add their index+1.
-func dirNode(id string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(id))
-	return h.Sum64()&^0xf | 1<<63
-}
-
-// node is what a node ID names.
-type node struct {
-	id   string // "" for the root
-	file int    // -1 for a directory
-}
-
-func (s *Session) resolve(nodeid uint64) (node, bool) {
+// node is a file's index in viewFiles, or -1 for the root.
+func resolve(nodeid uint64) (int, bool) {
 	if nodeid == rootID {
-		return node{file: -1}, true
+		return -1, true
 	}
-	if nodeid&(1<<63) == 0 {
-		return node{}, false
+	i := int(nodeid) - rootID - 1
+	if nodeid > rootID && i < len(viewFiles) {
+		return i, true
 	}
-	for _, id := range s.v.ids() {
-		d := dirNode(id)
-		switch {
-		case nodeid == d:
-			return node{id: id, file: -1}, true
-		case nodeid&^0xf == d && int(nodeid&0xf)-1 < len(viewFiles):
-			return node{id: id, file: int(nodeid&0xf) - 1}, true
-		}
-	}
-	return node{}, false
+	return 0, false
 }
+
+func fileNode(i int) uint64 { return uint64(rootID + 1 + i) }
 
 func (s *Session) handle(h inHeader, body []byte) error {
 	errno, out := s.answer(h, body)
@@ -267,43 +249,47 @@ func (s *Session) answer(h inHeader, body []byte) (syscall.Errno, []byte) {
 		binary.LittleEndian.PutUint32(out[44:], 255)  // namelen
 		return 0, out
 	}
-	n, ok := s.resolve(h.nodeid)
+	file, ok := resolve(h.nodeid)
 	if !ok {
 		return syscall.ENOENT, nil
 	}
 	switch h.opcode {
 	case opLookup:
-		name := string(bytes.TrimRight(body, "\x00"))
-		child, ok := s.lookup(n, name)
-		if !ok {
-			return syscall.ENOENT, nil
+		if file >= 0 {
+			return syscall.ENOTDIR, nil
 		}
-		return 0, entryOut(child)
+		name := string(bytes.TrimRight(body, "\x00"))
+		for i, f := range viewFiles {
+			if f == name {
+				return 0, entryOut(fileNode(i))
+			}
+		}
+		return syscall.ENOENT, nil
 	case opGetattr:
 		out := make([]byte, 16+88)
 		binary.LittleEndian.PutUint64(out[0:], validSeconds)
-		putAttr(out[16:], h.nodeid, n.file < 0)
+		putAttr(out[16:], h.nodeid, file < 0)
 		return 0, out
 	case opOpendir:
-		if n.file >= 0 {
+		if file >= 0 {
 			return syscall.ENOTDIR, nil
 		}
 		return 0, make([]byte, 16)
 	case opReaddir:
-		if n.file >= 0 || len(body) < 24 {
+		if file >= 0 || len(body) < 24 {
 			return syscall.ENOTDIR, nil
 		}
-		return 0, s.readdir(h.nodeid, n, binary.LittleEndian.Uint64(body[8:]), binary.LittleEndian.Uint32(body[16:]))
+		return 0, readdir(binary.LittleEndian.Uint64(body[8:]), binary.LittleEndian.Uint32(body[16:]))
 	case opReleasedir:
 		return 0, nil
 	case opOpen:
-		if n.file < 0 {
+		if file < 0 {
 			return syscall.EISDIR, nil
 		}
 		if len(body) >= 4 && binary.LittleEndian.Uint32(body[0:])&syscall.O_ACCMODE != syscall.O_RDONLY {
 			return syscall.EACCES, nil
 		}
-		b, err := s.v.File(n.id, viewFiles[n.file])
+		b, err := s.v.File(int(h.pid), viewFiles[file])
 		if err != nil {
 			return errnoOf(err), nil
 		}
@@ -318,7 +304,7 @@ func (s *Session) answer(h inHeader, body []byte) (syscall.Errno, []byte) {
 		binary.LittleEndian.PutUint32(out[8:], fopenDirect)
 		return 0, out
 	case opRead:
-		if n.file < 0 || len(body) < 24 {
+		if file < 0 || len(body) < 24 {
 			return syscall.EISDIR, nil
 		}
 		fh := binary.LittleEndian.Uint64(body[0:])
@@ -330,7 +316,7 @@ func (s *Session) answer(h inHeader, body []byte) (syscall.Errno, []byte) {
 		if !ok {
 			// Opened under a helper that died: made again.
 			var err error
-			if b, err = s.v.File(n.id, viewFiles[n.file]); err != nil {
+			if b, err = s.v.File(int(h.pid), viewFiles[file]); err != nil {
 				return errnoOf(err), nil
 			}
 		}
@@ -357,31 +343,12 @@ func errnoOf(err error) syscall.Errno {
 	return syscall.EIO
 }
 
-// lookup finds name in directory n, and returns its node ID.
-func (s *Session) lookup(n node, name string) (uint64, bool) {
-	if n.file >= 0 {
-		return 0, false
-	}
-	if n.id == "" {
-		if s.v.cgroup(name) == nil {
-			return 0, false
-		}
-		return dirNode(name), true
-	}
-	for i, f := range viewFiles {
-		if f == name {
-			return dirNode(n.id) | uint64(i+1), true
-		}
-	}
-	return 0, false
-}
-
 func entryOut(nodeid uint64) []byte {
 	out := make([]byte, 40+88)
 	binary.LittleEndian.PutUint64(out[0:], nodeid)
 	binary.LittleEndian.PutUint64(out[16:], validSeconds) // entry_valid
 	binary.LittleEndian.PutUint64(out[24:], validSeconds) // attr_valid
-	putAttr(out[40:], nodeid, nodeid&0xf == 0)
+	putAttr(out[40:], nodeid, false)
 	return out
 }
 
@@ -398,22 +365,16 @@ func putAttr(b []byte, nodeid uint64, dir bool) {
 	binary.LittleEndian.PutUint32(b[80:], 4096) // blksize
 }
 
-// readdir lists directory n from offset off, in at most size bytes.
-func (s *Session) readdir(nodeid uint64, n node, off uint64, size uint32) []byte {
+// readdir lists the root from offset off, in at most size bytes.
+func readdir(off uint64, size uint32) []byte {
 	type ent struct {
 		ino  uint64
 		name string
 		dir  bool
 	}
-	ents := []ent{{nodeid, ".", true}, {rootID, "..", true}}
-	if n.id == "" {
-		for _, id := range s.v.ids() {
-			ents = append(ents, ent{dirNode(id), id, true})
-		}
-	} else {
-		for i, f := range viewFiles {
-			ents = append(ents, ent{dirNode(n.id) | uint64(i+1), f, false})
-		}
+	ents := []ent{{rootID, ".", true}, {rootID, "..", true}}
+	for i, f := range viewFiles {
+		ents = append(ents, ent{fileNode(i), f, false})
 	}
 	var out []byte
 	for i := off; i < uint64(len(ents)); i++ {

@@ -40,7 +40,7 @@ func readMemory(c controller) (memory, error) {
 	if c.v2 {
 		limitFile, usageFile = "memory.max", "memory.current"
 	}
-	if m.limit, m.limited, err = readUint(c.dir, limitFile); err != nil {
+	if m.limit, m.limited, err = smallest(c, limitFile); err != nil {
 		return m, err
 	}
 	if m.usage, _, err = readUint(c.dir, usageFile); err != nil {
@@ -60,7 +60,7 @@ func readMemory(c controller) (memory, error) {
 	}
 	if c.v2 {
 		// Absent when the kernel does not account swap.
-		if v, ok, err := readUint(c.dir, "memory.swap.max"); err == nil {
+		if v, ok, err := smallest(c, "memory.swap.max"); err == nil {
 			m.swapLimit, m.swapLimited = v, ok
 			if u, _, err := readUint(c.dir, "memory.swap.current"); err == nil {
 				m.swapUsage, m.swapKnown = u, true
@@ -69,7 +69,7 @@ func readMemory(c controller) (memory, error) {
 		return m, nil
 	}
 	// v1 counts memory and swap together in memsw.
-	if v, ok, err := readUint(c.dir, "memory.memsw.limit_in_bytes"); err == nil {
+	if v, ok, err := smallest(c, "memory.memsw.limit_in_bytes"); err == nil {
 		if ok && m.limited && v >= m.limit {
 			m.swapLimit, m.swapLimited = v-m.limit, true
 		}

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/moby/sys/mountinfo"
 )
 
 const hostMeminfo = `MemTotal:       24683620 kB
@@ -279,52 +281,84 @@ func TestCpuinfoAndStat(t *testing.T) {
 	}
 }
 
-// A process moved into a memory cgroup with a limit: the cgroup is found
-// from the kernel's own files and its limit is the MemTotal.
-func TestCgroupOf(t *testing.T) {
+// memCgroup makes a memory cgroup with a 256 MiB limit below this
+// process's, with an "inner" cgroup below it that sets no limit of its
+// own, and removes both when the test ends (after its processes).
+func memCgroup(t *testing.T) (limited, inner string, mounts []*mountinfo.Info) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}
+	mounts, err := CgroupMounts()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var h Host
-	self, err := h.CgroupOf(os.Getpid())
+	self, err := h.CgroupOf(os.Getpid(), mounts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if self.Memory.dir == "" {
 		t.Skip("no memory controller")
 	}
-	dir := filepath.Join(self.Memory.dir, "moat-procfs-test-"+strconv.Itoa(os.Getpid()))
+	limited = filepath.Join(self.Memory.dir, "moat-procfs-test-"+strconv.Itoa(os.Getpid()))
+	inner = filepath.Join(limited, "inner")
 	limitFile := "memory.limit_in_bytes"
 	if self.Memory.v2 {
 		limitFile = "memory.max"
 	}
-	if err := os.Mkdir(dir, 0o755); err != nil {
+	if err := os.Mkdir(limited, 0o755); err != nil {
 		t.Skipf("cannot make a cgroup here: %v", err)
 	}
-	cmd := exec.Command("sleep", "600")
+	t.Cleanup(func() {
+		for _, d := range []string{inner, limited} {
+			if err := os.Remove(d); err != nil && !os.IsNotExist(err) {
+				t.Errorf("remove the test cgroup: %v", err)
+			}
+		}
+	})
+	if self.Memory.v2 {
+		_ = os.WriteFile(filepath.Join(limited, "cgroup.subtree_control"), []byte("+memory"), 0)
+	}
+	if err := os.Mkdir(inner, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(limited, limitFile), []byte("268435456"), 0); err != nil {
+		t.Fatal(err)
+	}
+	return limited, inner, mounts
+}
+
+// startIn starts cmd and moves it into cgroup dir; the test kills it in
+// the end.
+func startIn(t *testing.T, cmd *exec.Cmd, dir string) {
+	t.Helper()
 	if err := cmd.Start(); err != nil {
-		os.Remove(dir)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-		if err := os.Remove(dir); err != nil {
-			t.Errorf("remove the test cgroup: %v", err)
-		}
 	})
-	if err := os.WriteFile(filepath.Join(dir, limitFile), []byte("268435456"), 0); err != nil {
-		t.Fatal(err)
-	}
 	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
 		t.Fatal(err)
 	}
-	cg, err := h.CgroupOf(cmd.Process.Pid)
+}
+
+// A process moved into a memory cgroup below one with a limit: its cgroup
+// is found from the kernel's own files, and the limit above it is its
+// MemTotal.
+func TestCgroupOf(t *testing.T) {
+	_, inner, mounts := memCgroup(t)
+	cmd := exec.Command("sleep", "600")
+	startIn(t, cmd, inner)
+	var h Host
+	cg, err := h.CgroupOf(cmd.Process.Pid, mounts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cg.Memory.dir != dir {
-		t.Fatalf("memory cgroup %q, want %q", cg.Memory.dir, dir)
+	if cg.Memory.dir != inner {
+		t.Fatalf("memory cgroup %q, want %q", cg.Memory.dir, inner)
 	}
 	mi, err := h.Meminfo(cg)
 	if err != nil {

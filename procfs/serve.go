@@ -2,65 +2,38 @@ package procfs
 
 import (
 	"fmt"
-	"sort"
-	"sync"
 	"syscall"
 )
 
-// Views are the containers whose files one FUSE filesystem serves, each
-// in a directory named by its ID: <mount>/<id>/meminfo, cpuinfo, stat,
-// swaps and online (for /sys/devices/system/cpu/online). A file's content
-// is made when it is opened, from the container's cgroup at that moment.
+// Views are the files one FUSE filesystem serves: meminfo, cpuinfo, stat,
+// swaps and online (for /sys/devices/system/cpu/online), each made when
+// it is opened from the cgroup of the process that opens it, as LXCFS
+// does. Every container binds the same files; each sees its own figures,
+// and a container nested in it (a cgroup below) its own.
 type Views struct {
-	host    Host
-	mu      sync.Mutex
-	cgroups map[string]*Cgroup
+	host Host
+	// cgroupOf finds a reader's cgroup; tests give their own.
+	cgroupOf func(pid int) (*Cgroup, error)
 }
 
-// NewViews serves no container yet; h is where the host's files are read.
-func NewViews(h Host) *Views {
-	return &Views{host: h, cgroups: map[string]*Cgroup{}}
-}
-
-// Add serves container id, whose resources are cg's.
-func (v *Views) Add(id string, cg *Cgroup) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	v.cgroups[id] = cg
-}
-
-// Remove stops serving container id: its directory is gone.
-func (v *Views) Remove(id string) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	delete(v.cgroups, id)
-}
-
-func (v *Views) cgroup(id string) *Cgroup {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return v.cgroups[id]
-}
-
-func (v *Views) ids() []string {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	out := make([]string, 0, len(v.cgroups))
-	for id := range v.cgroups {
-		out = append(out, id)
+// NewViews makes the views of the host h, whose cgroup hierarchies are
+// read now.
+func NewViews(h Host) (*Views, error) {
+	mounts, err := CgroupMounts()
+	if err != nil {
+		return nil, err
 	}
-	sort.Strings(out)
-	return out
+	return &Views{host: h, cgroupOf: func(pid int) (*Cgroup, error) { return h.CgroupOf(pid, mounts) }}, nil
 }
 
-// viewFiles are the files of a container's directory.
+// viewFiles are the files of the views, in the order of their node IDs.
 var viewFiles = []string{"cpuinfo", "meminfo", "online", "stat", "swaps"}
 
-// File makes file name of container id.
-func (v *Views) File(id, name string) ([]byte, error) {
-	cg := v.cgroup(id)
-	if cg == nil {
-		return nil, fmt.Errorf("container %s: %w", id, syscall.ENOENT)
+// File makes file name for the process pid.
+func (v *Views) File(pid int, name string) ([]byte, error) {
+	cg, err := v.cgroupOf(pid)
+	if err != nil {
+		return nil, fmt.Errorf("cgroup of reader %d: %w", pid, err)
 	}
 	switch name {
 	case "meminfo":

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -69,22 +71,29 @@ func mountViews(t *testing.T, v *Views, root string) (string, *Session, chan err
 	return mnt, s, served
 }
 
-// The views mounted over FUSE on the running kernel: a container's files
-// read what the generators make of its cgroup; an unknown or removed
-// container has no directory; nothing stays mounted after unmount.
+// The views mounted over FUSE on the running kernel: each file reads what
+// the generators make of the reader's cgroup; a reader whose cgroup is
+// not found reads nothing; nothing stays mounted after unmount.
 func TestViewsMount(t *testing.T) {
 	root := t.TempDir()
 	h, cg := fakeHost(t, root)
-	v := NewViews(h)
-	v.Add("c1", cg)
+	var readers []int
+	v := &Views{host: h, cgroupOf: func(pid int) (*Cgroup, error) {
+		readers = append(readers, pid)
+		// The kernel names the reading thread.
+		if tgid(pid) != os.Getpid() {
+			return nil, syscall.ESRCH
+		}
+		return cg, nil
+	}}
 	mnt, _, served := mountViews(t, v, root)
 
 	for _, name := range viewFiles {
-		want, err := v.File("c1", name)
+		want, err := v.File(os.Getpid(), name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := os.ReadFile(filepath.Join(mnt, "c1", name))
+		got, err := os.ReadFile(filepath.Join(mnt, name))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -92,14 +101,20 @@ func TestViewsMount(t *testing.T) {
 			t.Errorf("%s: read %q, made %q", name, got, want)
 		}
 	}
-	// The container's own CPU, as CPU 0; its memory limit.
-	if b, _ := os.ReadFile(filepath.Join(mnt, "c1", "cpuinfo")); string(b) != "processor\t: 0\nmodel name\t: b\n\n" {
+	// Made for the reader: a thread of this process.
+	for _, pid := range readers {
+		if tgid(pid) != os.Getpid() {
+			t.Errorf("made for task %d, the reader is process %d", pid, os.Getpid())
+		}
+	}
+	// The reader's own CPU, as CPU 0; its memory limit.
+	if b, _ := os.ReadFile(filepath.Join(mnt, "cpuinfo")); string(b) != "processor\t: 0\nmodel name\t: b\n\n" {
 		t.Errorf("cpuinfo %q", b)
 	}
-	if b, _ := os.ReadFile(filepath.Join(mnt, "c1", "meminfo")); parseMeminfo(b)["MemTotal"] != 256*1024 {
+	if b, _ := os.ReadFile(filepath.Join(mnt, "meminfo")); parseMeminfo(b)["MemTotal"] != 256*1024 {
 		t.Errorf("meminfo %q", b)
 	}
-	ents, err := os.ReadDir(filepath.Join(mnt, "c1"))
+	ents, err := os.ReadDir(mnt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,17 +126,16 @@ func TestViewsMount(t *testing.T) {
 	if strings.Join(names, " ") != strings.Join(viewFiles, " ") {
 		t.Errorf("directory lists %v", names)
 	}
-	if err := os.WriteFile(filepath.Join(mnt, "c1", "meminfo"), []byte("x"), 0); err == nil {
+	if err := os.WriteFile(filepath.Join(mnt, "meminfo"), []byte("x"), 0); err == nil {
 		t.Error("a view file took a write")
 	}
-	if _, err := os.ReadFile(filepath.Join(mnt, "c2", "meminfo")); !errors.Is(err, syscall.ENOENT) {
-		t.Errorf("unknown container: %v, want ENOENT", err)
+	if _, err := os.ReadFile(filepath.Join(mnt, "loadavg")); !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("a file the views do not have: %v, want ENOENT", err)
 	}
-	v.Remove("c1")
-	if _, err := os.Open(filepath.Join(mnt, "c1", "meminfo")); err == nil {
-		// The kernel may still know the entry for its timeout; the open
-		// itself is refused by the server.
-		t.Error("a removed container's file opened")
+	// A reader whose cgroup is not found gets the error, not the host's
+	// figures.
+	if out, err := exec.Command("cat", filepath.Join(mnt, "meminfo")).CombinedOutput(); err == nil {
+		t.Errorf("a reader with no cgroup read %q", out)
 	}
 
 	if err := unix.Unmount(mnt, 0); err != nil {
@@ -141,10 +155,9 @@ func TestViewsMount(t *testing.T) {
 func TestViewsResume(t *testing.T) {
 	root := t.TempDir()
 	h, cg := fakeHost(t, root)
-	v := NewViews(h)
-	v.Add("c1", cg)
+	v := &Views{host: h, cgroupOf: func(int) (*Cgroup, error) { return cg, nil }}
 	mnt, first, served := mountViews(t, v, root)
-	file := filepath.Join(mnt, "c1", "meminfo")
+	file := filepath.Join(mnt, "meminfo")
 	want, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
@@ -205,7 +218,7 @@ func TestViewsResume(t *testing.T) {
 	if string(got) != string(want) {
 		t.Fatalf("read %q, want %q", got, want)
 	}
-	if b, err := os.ReadFile(filepath.Join(mnt, "c1", "online")); err != nil || string(b) != "0\n" {
+	if b, err := os.ReadFile(filepath.Join(mnt, "online")); err != nil || string(b) != "0\n" {
 		t.Fatalf("online: %q, %v", b, err)
 	}
 }
@@ -216,4 +229,55 @@ func dupFile(f *os.File) (*os.File, error) {
 		return nil, err
 	}
 	return os.NewFile(uintptr(fd), f.Name()), nil
+}
+
+// tgid returns the process of task tid, or 0.
+func tgid(tid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", tid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Tgid:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
+		}
+	}
+	return 0
+}
+
+// Through the real views, on this kernel: a process in a cgroup below one
+// limited to 256 MiB reads that limit as its MemTotal; this process reads
+// its own.
+func TestViewsOfReader(t *testing.T) {
+	_, inner, _ := memCgroup(t)
+	v, err := NewViews(Host{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mnt, _, _ := mountViews(t, v, t.TempDir())
+	cmd := exec.Command("sh", "-c", "read x; cat "+filepath.Join(mnt, "meminfo"))
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	cmd.Stdout = &out
+	startIn(t, cmd, inner)
+	if _, err := in.Write([]byte("go\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("read the views in the cgroup: %v", err)
+	}
+	if got := parseMeminfo([]byte(out.String()))["MemTotal"]; got != 256*1024 {
+		t.Fatalf("MemTotal %d kB in the cgroup, want %d:\n%s", got, 256*1024, out.String())
+	}
+	mine, err := os.ReadFile(filepath.Join(mnt, "meminfo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := parseMeminfo(mine)["MemTotal"]; got == 256*1024 {
+		t.Fatal("this process, outside the cgroup, read its limit")
+	}
 }
