@@ -58,6 +58,16 @@ type Config struct {
 	Containerd Containerd `toml:"containerd"`
 	IDs        IDs        `toml:"ids"`
 	Devices    Devices    `toml:"devices"`
+	Views      Views      `toml:"views"`
+}
+
+// Views is the [views] table: the container's own /proc and /sys files.
+type Views struct {
+	// Enabled binds /proc/meminfo, cpuinfo, stat, swaps and
+	// /sys/devices/system/cpu/online, served by the helper from the
+	// reader's cgroup, into every container. Off by default while the
+	// views are incomplete.
+	Enabled bool `toml:"enabled"`
 }
 
 // Mounts is the [mounts] table: which host paths containers may not

@@ -69,6 +69,26 @@ func Confirm(id string, pid int, metadata string, since time.Time) error {
 	return nil
 }
 
+// EnsureViews makes sure the helper serves the /proc and /sys views at
+// ViewsDir, starting it if need be (binary is moat's), before a container
+// that binds them starts.
+func EnsureViews(binary string) error {
+	var out answer
+	err := ask(request{Op: "views"}, &out)
+	if errors.Is(err, ErrNotRunning) {
+		if err = Ensure(binary); err == nil {
+			err = ask(request{Op: "views"}, &out)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("serve the /proc and /sys views: %w", err)
+	}
+	if out.Error != "" {
+		return fmt.Errorf("serve the /proc and /sys views: %s", out.Error)
+	}
+	return nil
+}
+
 // GetStatus asks the running helper for its PID and containers.
 func GetStatus() (*Status, error) {
 	var st Status

@@ -37,8 +37,8 @@ const (
 
 // request is a control message from moat itself.
 type request struct {
-	// Op is "confirm" (is a listener of container ID served and kept?)
-	// or "status".
+	// Op is "confirm" (is a listener of container ID served and kept?),
+	// "views" (serve the /proc and /sys views) or "status".
 	Op       string `json:"op"`
 	ID       string `json:"id,omitempty"`
 	Pid      int    `json:"pid,omitempty"`
@@ -59,6 +59,8 @@ type Status struct {
 	Pid        int      `json:"pid"`
 	KeeperPid  int      `json:"keeper_pid"`
 	Containers []string `json:"containers"`
+	// Views is where the /proc and /sys views are served, if they are.
+	Views string `json:"views,omitempty"`
 }
 
 // server is the running helper.
@@ -76,7 +78,8 @@ type server struct {
 	recent map[string][]*listener
 	// kick asks for a new link to the keeper now rather than at the next
 	// retry: a listener could not be given to it.
-	kick chan struct{}
+	kick  chan struct{}
+	views views
 }
 
 // confirmWait is how long a confirm waits for a listener to be served and
@@ -139,6 +142,7 @@ func Serve(binary string) error {
 	// socket starts a helper, which waits for this one's lock.
 	_ = os.Remove(Socket)
 	ln.Close()
+	s.stopViews()
 	s.link.bye()
 	logrus.Infof("helper %d: no container for %s, exiting", os.Getpid(), IdleExit)
 	return nil
@@ -150,6 +154,12 @@ func newServer(l *link) *server {
 }
 
 func (s *server) idleExit() {
+	// Containers that only bind the views hand the helper no listener;
+	// their mounts say they are there.
+	if s.viewsFD() >= 0 && viewsInUse() {
+		s.touch()
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.containers) == 0 {
@@ -208,6 +218,12 @@ func (s *server) handleConn(conn *net.UnixConn) {
 			a.Error = err.Error()
 		}
 		_ = json.NewEncoder(conn).Encode(a)
+	case "views":
+		var a answer
+		if err := s.ensureViews(); err != nil {
+			a.Error = err.Error()
+		}
+		_ = json.NewEncoder(conn).Encode(a)
 	case "status":
 		_ = json.NewEncoder(conn).Encode(s.status())
 	default:
@@ -218,6 +234,9 @@ func (s *server) handleConn(conn *net.UnixConn) {
 func (s *server) status() Status {
 	// Not under s.mu: the link's lock is held while the keeper answers.
 	st := Status{Pid: os.Getpid(), KeeperPid: s.link.keeperPID(), Containers: []string{}}
+	if s.viewsFD() >= 0 {
+		st.Views = ViewsDir
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id := range s.containers {
@@ -428,10 +447,18 @@ func (s *server) confirm(id string, pid int, metadata string, since int64) error
 // kept and sends it what it lacks. It returns a channel closed when the
 // keeper goes, or nil if there is no keeper.
 func (s *server) relink() <-chan struct{} {
-	back, gone, err := s.link.connect()
+	back, fuse, gone, err := s.link.connect()
 	if err != nil {
 		logrus.Errorf("helper %d: %v", os.Getpid(), err)
 		return nil
+	}
+	if fuse >= 0 {
+		s.resumeViews(fuse)
+	} else if fd := s.viewsFD(); fd >= 0 {
+		// A new keeper: it lacks the views' connection.
+		if err := s.link.send(keepMsg{Op: "fuse"}, fd); err != nil {
+			logrus.Errorf("helper: give the keeper the views: %v", err)
+		}
 	}
 	have := map[string]bool{}
 	var pids []int

@@ -20,7 +20,8 @@ import (
 // lives as long as some process holds it; if the helper is killed, the
 // keeper still does, starts a new helper and gives it everything back.
 // If the keeper is killed, the helper starts a new one and hands it
-// everything again. Only a kill of both loses the listeners, and then
+// everything again. The keeper likewise holds the /dev/fuse connection of
+// the /proc and /sys views, which a new helper serves on. Only a kill of both loses the listeners, and then
 // the trapped calls fail: they never pass unvetted.
 const (
 	keeperSocket = Dir + "/keeper.sock"
@@ -34,7 +35,7 @@ const (
 // keepMsg is one message between helper and keeper, on a SOCK_SEQPACKET
 // connection; "take" carries a listener.
 type keepMsg struct {
-	Op     string           `json:"op"` // take, record, end, bye, ok
+	Op     string           `json:"op"` // take, record, fuse, end, bye, ok
 	Token  string           `json:"token,omitempty"`
 	Pid    int              `json:"pid,omitempty"`
 	Meta   string           `json:"meta,omitempty"`
@@ -71,6 +72,8 @@ type keeper struct {
 	records   map[string]mountvet.Record
 	epfd      int
 	byFD      map[int]string
+	// fuse is the views' /dev/fuse connection, or -1.
+	fuse int
 }
 
 // Keep runs the keeper until the helper says goodbye, or is gone, with
@@ -89,7 +92,7 @@ func Keep(binary string) error {
 	if err != nil {
 		return fmt.Errorf("epoll: %w", err)
 	}
-	k := &keeper{binary: binary, listeners: map[string]keptListener{}, records: map[string]mountvet.Record{}, epfd: epfd, byFD: map[int]string{}}
+	k := newKeeper(binary, epfd)
 	go k.watch()
 	logrus.Infof("keeper %d keeping listeners on %s", os.Getpid(), keeperSocket)
 	_ = ln.SetDeadline(time.Now().Add(waitPeer))
@@ -194,10 +197,30 @@ func answers(socket string) bool {
 	return false
 }
 
+// newKeeper keeps nothing yet; epfd is where it watches listeners.
+func newKeeper(binary string, epfd int) *keeper {
+	return &keeper{binary: binary, listeners: map[string]keptListener{}, records: map[string]mountvet.Record{},
+		epfd: epfd, byFD: map[int]string{}, fuse: -1}
+}
+
 func (k *keeper) count() int {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return len(k.listeners)
+	n := len(k.listeners)
+	if k.fuse >= 0 {
+		n++
+	}
+	return n
+}
+
+// keepFuse holds fd, the views' connection, instead of any before.
+func (k *keeper) keepFuse(fd int) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.fuse >= 0 {
+		unix.Close(k.fuse)
+	}
+	k.fuse = fd
 }
 
 func (k *keeper) startHelper() {
@@ -215,11 +238,18 @@ func (k *keeper) session(conn pconn) bool {
 	for _, l := range k.listeners {
 		back = append(back, l)
 	}
+	fuse := k.fuse
 	recs := make(map[string]mountvet.Record, len(k.records))
 	for id, r := range k.records {
 		recs[id] = r
 	}
 	k.mu.Unlock()
+	if fuse >= 0 {
+		if err := writeKeep(conn, keepMsg{Op: "fuse"}, fuse); err != nil {
+			logrus.Warnf("keeper: give back the views: %v", err)
+			return false
+		}
+	}
 	for _, l := range back {
 		rec := recs[l.id]
 		if err := writeKeep(conn, l.take(&rec), l.fd); err != nil {
@@ -242,6 +272,10 @@ func (k *keeper) session(conn pconn) bool {
 				break
 			}
 			k.take(m, fd)
+		case "fuse":
+			if fd >= 0 {
+				k.keepFuse(fd)
+			}
 		case "record":
 			if m.Record != nil {
 				k.mu.Lock()
@@ -249,6 +283,8 @@ func (k *keeper) session(conn pconn) bool {
 				k.mu.Unlock()
 			}
 		case "bye":
+			// The helper unmounted the views: nothing uses them.
+			k.keepFuse(-1)
 			_ = writeKeep(conn, keepMsg{Op: "ok"}, -1)
 			return true
 		}

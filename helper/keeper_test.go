@@ -28,7 +28,7 @@ func newTestKeeper(t *testing.T) *keeper {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k := &keeper{listeners: map[string]keptListener{}, records: map[string]mountvet.Record{}, epfd: epfd, byFD: map[int]string{}}
+	k := newKeeper("", epfd)
 	go k.watch()
 	return k
 }
@@ -86,15 +86,7 @@ func TestKeeperKeepsAndGivesBack(t *testing.T) {
 	if fd < 0 {
 		t.Fatal("no listener came back")
 	}
-	var a, b unix.Stat_t
-	if err := unix.Fstat(fd, &a); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Fstat(p[0], &b); err != nil {
-		t.Fatal(err)
-	}
-	unix.Close(fd)
-	if a.Ino != b.Ino || a.Dev != b.Dev {
+	if !sameFile(t, fd, p[0]) {
 		t.Fatal("the listener given back is another file")
 	}
 	if m, _ := read(t, h2); m.Op != "end" {
@@ -138,4 +130,70 @@ func TestKeeperRefusesBadTake(t *testing.T) {
 	}
 	h.Close()
 	<-done
+}
+
+// The views' connection is kept like a listener: given back first to the
+// next helper, and let go when a helper says goodbye.
+func TestKeeperKeepsViews(t *testing.T) {
+	k := newTestKeeper(t)
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+
+	h, kc := pair(t)
+	done := make(chan bool)
+	go func() { done <- k.session(kc) }()
+	if m, _ := read(t, h); m.Op != "end" {
+		t.Fatalf("empty keeper sent %q first, want end", m.Op)
+	}
+	if err := writeKeep(h, keepMsg{Op: "fuse"}, p[0]); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := read(t, h); m.Op != "ok" {
+		t.Fatalf("fuse answered %+v", m)
+	}
+	h.Close()
+	<-done
+	if k.count() != 1 {
+		t.Fatalf("keeper holds %d, want the views' connection", k.count())
+	}
+
+	h2, kc2 := pair(t)
+	go func() { done <- k.session(kc2) }()
+	m, fd := read(t, h2)
+	if m.Op != "fuse" || fd < 0 {
+		t.Fatalf("keeper gave back %+v (fd %d), want the views' connection", m, fd)
+	}
+	if !sameFile(t, fd, p[0]) {
+		t.Fatal("the connection given back is another file")
+	}
+	if m, _ := read(t, h2); m.Op != "end" {
+		t.Fatalf("then came %q, want end", m.Op)
+	}
+	if err := writeKeep(h2, keepMsg{Op: "bye"}, -1); err != nil {
+		t.Fatal(err)
+	}
+	if bye := <-done; !bye {
+		t.Fatal("goodbye not seen")
+	}
+	if k.count() != 0 {
+		t.Fatal("the keeper still holds the views after goodbye")
+	}
+}
+
+// sameFile reports whether fd, which it closes, is the file of orig.
+func sameFile(t *testing.T, fd, orig int) bool {
+	t.Helper()
+	defer unix.Close(fd)
+	var a, b unix.Stat_t
+	if err := unix.Fstat(fd, &a); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Fstat(orig, &b); err != nil {
+		t.Fatal(err)
+	}
+	return a.Ino == b.Ino && a.Dev == b.Dev
 }

@@ -76,25 +76,27 @@ type kept struct {
 }
 
 // connect dials the keeper and reads what it keeps, which the caller
-// adopts. The returned channel is closed when the keeper process exits.
-func (l *link) connect() ([]kept, <-chan struct{}, error) {
+// adopts: listeners, and the views' connection (-1 if none). The returned
+// channel is closed when the keeper process exits.
+func (l *link) connect() ([]kept, int, <-chan struct{}, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err := l.dial(); err != nil {
-		return nil, nil, err
+		return nil, -1, nil, err
 	}
 	cred, err := l.conn.peer()
 	if err != nil {
 		l.dropLocked()
-		return nil, nil, fmt.Errorf("keeper's credentials: %w", err)
+		return nil, -1, nil, fmt.Errorf("keeper's credentials: %w", err)
 	}
 	l.pid = int(cred.Pid)
 	pidfd, err := unix.PidfdOpen(l.pid, 0)
 	if err != nil {
 		l.dropLocked()
-		return nil, nil, fmt.Errorf("watch keeper %d: %w", l.pid, err)
+		return nil, -1, nil, fmt.Errorf("watch keeper %d: %w", l.pid, err)
 	}
 	var out []kept
+	fuse := -1
 	for {
 		m, fd, err := readKeep(*l.conn)
 		if err != nil {
@@ -103,14 +105,20 @@ func (l *link) connect() ([]kept, <-chan struct{}, error) {
 			for _, k := range out {
 				closeFD(k.fd)
 			}
-			return nil, nil, fmt.Errorf("read kept listeners: %w", err)
+			if fuse >= 0 {
+				closeFD(fuse)
+			}
+			return nil, -1, nil, fmt.Errorf("read kept listeners: %w", err)
 		}
 		if m.Op == "end" {
 			break
 		}
-		if m.Op == "take" && fd >= 0 && m.Record != nil {
+		switch {
+		case m.Op == "take" && fd >= 0 && m.Record != nil:
 			out = append(out, kept{held: heldOf(m), fd: fd, record: *m.Record})
-		} else if fd >= 0 {
+		case m.Op == "fuse" && fd >= 0 && fuse < 0:
+			fuse = fd
+		case fd >= 0:
 			closeFD(fd)
 		}
 	}
@@ -125,7 +133,7 @@ func (l *link) connect() ([]kept, <-chan struct{}, error) {
 		}
 		logrus.Warnf("helper %d: the keeper %d is gone", os.Getpid(), pid)
 	}(l.pid, l.conn)
-	return out, l.lost, nil
+	return out, fuse, l.lost, nil
 }
 
 // send sends m (and fd, if not negative) and waits for the keeper's answer.

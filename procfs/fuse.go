@@ -48,9 +48,14 @@ const (
 	// largest write it may send; nothing is written to the views.
 	readBuffer = 64 << 10
 	maxWrite   = 4096
-	// How long the kernel may keep names and attributes: containers come
-	// and go, their files' figures change.
+	// How long the kernel may keep the root's attributes.
 	validSeconds = 1
+	// fileSize is the size the files claim. A file of size 0 reads as
+	// empty through sendfile and splice (busybox cat uses sendfile), which
+	// read up to the size the kernel knows; a larger one is cut at the
+	// first short read, which tells the kernel where the file ends. Each
+	// open looks the name up again (no entry caching), which resets it.
+	fileSize = 1 << 20
 )
 
 // Session is one FUSE connection serving views: its /dev/fuse file is
@@ -267,7 +272,9 @@ func (s *Session) answer(h inHeader, body []byte) (syscall.Errno, []byte) {
 		return syscall.ENOENT, nil
 	case opGetattr:
 		out := make([]byte, 16+88)
-		binary.LittleEndian.PutUint64(out[0:], validSeconds)
+		if file < 0 {
+			binary.LittleEndian.PutUint64(out[0:], validSeconds)
+		}
 		putAttr(out[16:], h.nodeid, file < 0)
 		return 0, out
 	case opOpendir:
@@ -346,19 +353,19 @@ func errnoOf(err error) syscall.Errno {
 func entryOut(nodeid uint64) []byte {
 	out := make([]byte, 40+88)
 	binary.LittleEndian.PutUint64(out[0:], nodeid)
-	binary.LittleEndian.PutUint64(out[16:], validSeconds) // entry_valid
-	binary.LittleEndian.PutUint64(out[24:], validSeconds) // attr_valid
+	// entry_valid and attr_valid 0: looked up again at every open.
 	putAttr(out[40:], nodeid, false)
 	return out
 }
 
-// putAttr writes a struct fuse_attr: read-only, root's, size 0 as the
-// kernel's own /proc files (readers read to the end).
+// putAttr writes a struct fuse_attr: read-only, root's.
 func putAttr(b []byte, nodeid uint64, dir bool) {
 	binary.LittleEndian.PutUint64(b[0:], nodeid)
 	mode, nlink := uint32(syscall.S_IFREG|0o444), uint32(1)
 	if dir {
 		mode, nlink = syscall.S_IFDIR|0o555, 2
+	} else {
+		binary.LittleEndian.PutUint64(b[8:], fileSize)
 	}
 	binary.LittleEndian.PutUint32(b[60:], mode)
 	binary.LittleEndian.PutUint32(b[64:], nlink)

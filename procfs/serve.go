@@ -2,7 +2,11 @@ package procfs
 
 import (
 	"fmt"
+	"path/filepath"
+	"strings"
 	"syscall"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // Views are the files one FUSE filesystem serves: meminfo, cpuinfo, stat,
@@ -54,4 +58,38 @@ func (v *Views) File(pid int, name string) ([]byte, error) {
 		return Online(len(cpus)), nil
 	}
 	return nil, fmt.Errorf("%s: %w", name, syscall.ENOENT)
+}
+
+// viewTargets are where a container sees each file of the views.
+var viewTargets = map[string]string{
+	"cpuinfo": "/proc/cpuinfo",
+	"meminfo": "/proc/meminfo",
+	"online":  "/sys/devices/system/cpu/online",
+	"stat":    "/proc/stat",
+	"swaps":   "/proc/swaps",
+}
+
+// Binds are the read-only bind mounts that show a container the views
+// mounted at dir, over the kernel's files: those of /proc if the
+// container mounts a proc at /proc, and of /sys if it mounts a sysfs at
+// /sys. They go after the spec's own mounts.
+func Binds(dir string, spec []specs.Mount) []specs.Mount {
+	has := map[string]bool{}
+	for _, m := range spec {
+		if m.Destination == "/proc" && m.Type == "proc" || m.Destination == "/sys" && m.Type == "sysfs" {
+			has[m.Destination] = true
+		}
+	}
+	var out []specs.Mount
+	for _, f := range viewFiles {
+		dst := viewTargets[f]
+		if !has["/"+strings.SplitN(dst, "/", 3)[1]] {
+			continue
+		}
+		out = append(out, specs.Mount{
+			Destination: dst, Type: "bind", Source: filepath.Join(dir, f),
+			Options: []string{"bind", "ro", "nosuid", "nodev", "noexec"},
+		})
+	}
+	return out
 }

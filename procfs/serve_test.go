@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/moby/sys/mountinfo"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -99,6 +101,13 @@ func TestViewsMount(t *testing.T) {
 		}
 		if string(got) != string(want) {
 			t.Errorf("%s: read %q, made %q", name, got, want)
+		}
+	}
+	// Through sendfile, as busybox cat reads, each file reads whole too.
+	for _, name := range viewFiles {
+		want, _ := v.File(os.Getpid(), name)
+		if got := sendfileAll(t, filepath.Join(mnt, name)); got != string(want) {
+			t.Errorf("%s by sendfile: %q, want %q", name, got, want)
 		}
 	}
 	// Made for the reader: a thread of this process.
@@ -279,5 +288,64 @@ func TestViewsOfReader(t *testing.T) {
 	}
 	if got := parseMeminfo(mine)["MemTotal"]; got == 256*1024 {
 		t.Fatal("this process, outside the cgroup, read its limit")
+	}
+}
+
+// sendfileAll copies path to a new file with sendfile and returns what
+// arrived.
+func sendfileAll(t *testing.T, path string) string {
+	t.Helper()
+	in, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.CreateTemp(t.TempDir(), "sendfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	for {
+		n, err := unix.Sendfile(int(out.Fd()), int(in.Fd()), nil, 1<<16)
+		if err != nil {
+			t.Fatalf("sendfile %s: %v", path, err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	b, err := os.ReadFile(out.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestBinds(t *testing.T) {
+	procAndSys := []specs.Mount{{Destination: "/proc", Type: "proc"}, {Destination: "/sys", Type: "sysfs"}}
+	for _, tc := range []struct {
+		name  string
+		spec  []specs.Mount
+		wants []string
+	}{
+		{"proc and sys", procAndSys, []string{"/proc/cpuinfo", "/proc/meminfo", "/sys/devices/system/cpu/online", "/proc/stat", "/proc/swaps"}},
+		{"proc only", procAndSys[:1], []string{"/proc/cpuinfo", "/proc/meminfo", "/proc/stat", "/proc/swaps"}},
+		{"a bind at /proc is no proc", []specs.Mount{{Destination: "/proc", Type: "bind"}}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			for _, m := range Binds("/v", tc.spec) {
+				got = append(got, m.Destination)
+				if m.Type != "bind" || filepath.Dir(m.Source) != "/v" || !slices.Contains(m.Options, "ro") {
+					t.Errorf("bind %+v", m)
+				}
+				if want := viewTargets[filepath.Base(m.Source)]; want != m.Destination {
+					t.Errorf("%s bound at %s, want %s", m.Source, m.Destination, want)
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.wants) {
+				t.Errorf("binds %v, want %v", got, tc.wants)
+			}
+		})
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/moatrt/moat/mounts"
 	"github.com/moatrt/moat/mountvet"
 	"github.com/moatrt/moat/policy"
+	"github.com/moatrt/moat/procfs"
 	"github.com/moatrt/moat/userns"
 )
 
@@ -64,6 +65,7 @@ func (r *Runtime) prepare(o CreateOpts, rollback *undo.Stack) (*libcontainer.Con
 		{"takeIDs", cr.takeIDs},
 		{"rewriteSpec", cr.rewriteSpec},
 		{"stageMounts", cr.stageMounts},
+		{"addViews", cr.addViews},
 		{"setNetSysctls", cr.setNetSysctls},
 		{"buildRootfs", cr.buildRootfs},
 		{"createContainer", cr.createContainer},
@@ -223,6 +225,29 @@ func openStaging(dir string, m Mapping) error {
 
 // setNetSysctls writes the spec's net.* sysctls into a network namespace
 // the host's user namespace owns, where the container's init could not.
+// addViews binds the helper's /proc and /sys views over the kernel's
+// files when the config asks for them: after stageMounts, since they are
+// moat's own mounts, not sources to judge. The helper must serve them
+// before the init opens them.
+func (cr *creation) addViews() error {
+	if !cr.cfg.Views.Enabled {
+		return nil
+	}
+	binds := procfs.Binds(helper.ViewsDir, cr.spec.Mounts)
+	if len(binds) == 0 {
+		return nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find moat's binary for the helper: %w", err)
+	}
+	if err := helper.EnsureViews(exe); err != nil {
+		return err
+	}
+	cr.spec.Mounts = append(cr.spec.Mounts, binds...)
+	return nil
+}
+
 func (cr *creation) setNetSysctls() error {
 	return netSysctls(cr.spec, cr.hostNet, cr.m)
 }

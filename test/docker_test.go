@@ -68,6 +68,10 @@ func leftovers() string {
 		}
 		time.Sleep(time.Second)
 	}
+	// The helper unmounts the /proc and /sys views when it goes.
+	if mi, err := os.ReadFile("/proc/self/mountinfo"); err == nil && strings.Contains(string(mi), " - fuse.moat-views ") {
+		fmt.Fprintf(&b, "the /proc and /sys views are still mounted at %s\n", helper.ViewsDir)
+	}
 	return b.String()
 }
 

@@ -35,6 +35,9 @@ var helperCommand = &cli.Command{
 					return err
 				}
 				fmt.Fprintf(c.App.Writer, "pid: %d\nkeeper: %d\ncontainers: %s\n", st.Pid, st.KeeperPid, strings.Join(st.Containers, " "))
+				if st.Views != "" {
+					fmt.Fprintf(c.App.Writer, "views: %s\n", st.Views)
+				}
 				return nil
 			},
 		},
