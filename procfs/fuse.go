@@ -47,7 +47,9 @@ const (
 	// The kernel needs a read buffer of at least 8 KiB and more than the
 	// largest write it may send; nothing is written to the views.
 	readBuffer = 64 << 10
-	maxWrite   = 4096
+	// maxInFlight is how many requests are answered at once.
+	maxInFlight = 16
+	maxWrite    = 4096
 	// How long the kernel may keep the root's attributes.
 	validSeconds = 1
 	// fileSize is the size the files claim. A file of size 0 reads as
@@ -63,6 +65,7 @@ const (
 type Session struct {
 	v   *Views
 	dev *os.File
+	fd  int // dev's: the device is not closed while Serve runs
 	mu  sync.Mutex
 	// open files' contents, by handle: what the reader saw at open.
 	handles map[uint64][]byte
@@ -85,7 +88,7 @@ func (v *Views) Mount(dir string) (*Session, error) {
 		dev.Close()
 		return nil, fmt.Errorf("mount the /proc and /sys views on %s: %w", dir, err)
 	}
-	s := &Session{v: v, dev: dev, handles: map[uint64][]byte{}}
+	s := &Session{v: v, dev: dev, fd: int(dev.Fd()), handles: map[uint64][]byte{}}
 	if err := s.handshake(); err != nil {
 		_ = unix.Unmount(dir, unix.MNT_DETACH)
 		dev.Close()
@@ -97,11 +100,11 @@ func (v *Views) Mount(dir string) (*Session, error) {
 // Resume serves, on dev, a connection another session started: what the
 // kernel sent it and it did not answer is sent again.
 func (v *Views) Resume(dev *os.File) (*Session, error) {
-	s := &Session{v: v, dev: dev, handles: map[uint64][]byte{}}
+	s := &Session{v: v, dev: dev, fd: int(dev.Fd()), handles: map[uint64][]byte{}}
 	var h [outHeaderLen]byte
 	binary.LittleEndian.PutUint32(h[0:], outHeaderLen)
 	binary.LittleEndian.PutUint32(h[4:], notifyResend)
-	if _, err := unix.Write(int(dev.Fd()), h[:]); err != nil {
+	if _, err := unix.Write(s.fd, h[:]); err != nil {
 		return nil, fmt.Errorf("ask the kernel to send the views' pending requests again: %w", err)
 	}
 	return s, nil
@@ -140,7 +143,7 @@ func (s *Session) handshake() error {
 
 func (s *Session) read(buf []byte) (int, error) {
 	for {
-		n, err := unix.Read(int(s.dev.Fd()), buf)
+		n, err := unix.Read(s.fd, buf)
 		if errors.Is(err, unix.EINTR) || errors.Is(err, unix.ENOENT) {
 			// ENOENT: the request was interrupted before we read it.
 			continue
@@ -175,7 +178,7 @@ func (s *Session) reply(unique uint64, errno int32, payload []byte) error {
 	binary.LittleEndian.PutUint32(out[4:], uint32(errno))
 	binary.LittleEndian.PutUint64(out[8:], unique)
 	copy(out[outHeaderLen:], payload)
-	_, err := unix.Write(int(s.dev.Fd()), out)
+	_, err := unix.Write(s.fd, out)
 	if errors.Is(err, unix.ENOENT) {
 		return nil // the request was interrupted meanwhile
 	}
@@ -183,9 +186,13 @@ func (s *Session) reply(unique uint64, errno int32, payload []byte) error {
 }
 
 // Serve answers the kernel's requests until the views are unmounted (nil)
-// or Stop is called.
+// or Stop is called, and returns once no answer is being made: only then
+// may the device be closed.
 func (s *Session) Serve() error {
 	buf := make([]byte, readBuffer)
+	inFlight := make(chan struct{}, maxInFlight)
+	var answering sync.WaitGroup
+	defer answering.Wait()
 	for {
 		n, err := s.read(buf)
 		if errors.Is(err, unix.ENODEV) {
@@ -205,9 +212,19 @@ func (s *Session) Serve() error {
 			s.mu.Unlock()
 			return nil
 		}
-		if err := s.handle(h, body); err != nil {
-			return err
-		}
+		// Each request on its own goroutine: a reader whose cgroup files
+		// are slow holds up no other.
+		req := append([]byte(nil), buf[:n]...)
+		h, body = header(req)
+		inFlight <- struct{}{}
+		answering.Add(1)
+		go func() {
+			defer answering.Done()
+			defer func() { <-inFlight }()
+			// A reply that cannot be written goes with its reader (the
+			// views unmounted, the request interrupted).
+			_ = s.handle(h, body)
+		}()
 	}
 }
 

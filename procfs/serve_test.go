@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -44,9 +45,10 @@ func fakeHost(t *testing.T, root string) (Host, *Cgroup) {
 	return h, cg
 }
 
-// mountViews mounts v on a new directory under root and serves it; the
-// test unmounts it in the end, and the serving stops.
-func mountViews(t *testing.T, v *Views, root string) (string, *Session, chan error) {
+// mountViews mounts v on a new directory under root and serves it. stop
+// unmounts it and returns what serving returned; the test calls it in the
+// end if it did not.
+func mountViews(t *testing.T, v *Views, root string) (mnt string, s *Session, done <-chan struct{}, stop func() error) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
@@ -54,7 +56,7 @@ func mountViews(t *testing.T, v *Views, root string) (string, *Session, chan err
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		t.Skip(err)
 	}
-	mnt := filepath.Join(root, "mnt")
+	mnt = filepath.Join(root, "mnt")
 	if err := os.Mkdir(mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -62,15 +64,32 @@ func mountViews(t *testing.T, v *Views, root string) (string, *Session, chan err
 	if err != nil {
 		t.Fatal(err)
 	}
-	served := make(chan error, 1)
-	go func() { served <- s.Serve() }()
-	t.Cleanup(func() {
-		if m, _ := mountinfo.Mounted(mnt); m {
-			_ = unix.Unmount(mnt, unix.MNT_DETACH)
-		}
-		s.Device().Close()
-	})
-	return mnt, s, served
+	served := make(chan struct{})
+	var once sync.Once
+	var serveErr error
+	go func() {
+		serveErr = s.Serve()
+		close(served)
+	}()
+	stop = func() error {
+		once.Do(func() {
+			if m, _ := mountinfo.Mounted(mnt); m {
+				if err := unix.Unmount(mnt, unix.MNT_DETACH); err != nil {
+					serveErr = err
+					return
+				}
+			}
+			select {
+			case <-served:
+				s.Device().Close()
+			case <-time.After(10 * time.Second):
+				serveErr = errors.New("serving did not end after the unmount")
+			}
+		})
+		return serveErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	return mnt, s, served, stop
 }
 
 // The views mounted over FUSE on the running kernel: each file reads what
@@ -79,16 +98,19 @@ func mountViews(t *testing.T, v *Views, root string) (string, *Session, chan err
 func TestViewsMount(t *testing.T) {
 	root := t.TempDir()
 	h, cg := fakeHost(t, root)
+	var mu sync.Mutex
 	var readers []int
 	v := &Views{host: h, cgroupOf: func(pid int) (*Cgroup, error) {
+		mu.Lock()
 		readers = append(readers, pid)
+		mu.Unlock()
 		// The kernel names the reading thread.
 		if tgid(pid) != os.Getpid() {
 			return nil, syscall.ESRCH
 		}
 		return cg, nil
 	}}
-	mnt, _, served := mountViews(t, v, root)
+	mnt, _, _, stop := mountViews(t, v, root)
 
 	for _, name := range viewFiles {
 		want, err := v.File(os.Getpid(), name)
@@ -111,11 +133,13 @@ func TestViewsMount(t *testing.T) {
 		}
 	}
 	// Made for the reader: a thread of this process.
+	mu.Lock()
 	for _, pid := range readers {
 		if tgid(pid) != os.Getpid() {
 			t.Errorf("made for task %d, the reader is process %d", pid, os.Getpid())
 		}
 	}
+	mu.Unlock()
 	// The reader's own CPU, as CPU 0; its memory limit.
 	if b, _ := os.ReadFile(filepath.Join(mnt, "cpuinfo")); string(b) != "processor\t: 0\nmodel name\t: b\n\n" {
 		t.Errorf("cpuinfo %q", b)
@@ -147,10 +171,7 @@ func TestViewsMount(t *testing.T) {
 		t.Errorf("a reader with no cgroup read %q", out)
 	}
 
-	if err := unix.Unmount(mnt, 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-served; err != nil {
+	if err := stop(); err != nil {
 		t.Fatalf("serve: %v", err)
 	}
 	if m, err := mountinfo.Mounted(mnt); err != nil || m {
@@ -165,7 +186,7 @@ func TestViewsResume(t *testing.T) {
 	root := t.TempDir()
 	h, cg := fakeHost(t, root)
 	v := &Views{host: h, cgroupOf: func(int) (*Cgroup, error) { return cg, nil }}
-	mnt, first, served := mountViews(t, v, root)
+	mnt, first, firstDone, stop := mountViews(t, v, root)
 	file := filepath.Join(mnt, "meminfo")
 	want, err := os.ReadFile(file)
 	if err != nil {
@@ -194,9 +215,7 @@ func TestViewsResume(t *testing.T) {
 		got, err = os.ReadFile(file)
 		read <- err
 	}()
-	if err := <-served; err != nil {
-		t.Fatalf("first session: %v", err)
-	}
+	<-firstDone
 	t.Logf("left unanswered: request %d", first.dropped)
 	if first.dropped != opOpen && first.dropped != opLookup {
 		t.Fatalf("the first session dropped request %d, not the read's open or lookup", first.dropped)
@@ -215,7 +234,22 @@ func TestViewsResume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = second.Serve() }()
+	secondDone := make(chan error, 1)
+	go func() { secondDone <- second.Serve() }()
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("first session: %v", err)
+		}
+		select {
+		case err := <-secondDone:
+			if err != nil {
+				t.Errorf("second session: %v", err)
+			}
+			dev.Close()
+		case <-time.After(10 * time.Second):
+			t.Error("the second session did not end after the unmount")
+		}
+	})
 	select {
 	case err := <-read:
 		if err != nil {
@@ -264,7 +298,7 @@ func TestViewsOfReader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mnt, _, _ := mountViews(t, v, t.TempDir())
+	mnt, _, _, _ := mountViews(t, v, t.TempDir())
 	cmd := exec.Command("sh", "-c", "read x; cat "+filepath.Join(mnt, "meminfo"))
 	in, err := cmd.StdinPipe()
 	if err != nil {
