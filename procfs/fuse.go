@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -14,8 +16,8 @@ import (
 
 // The views are served with the kernel's FUSE protocol spoken directly,
 // not through a library: a helper that dies must leave a connection that
-// the next helper takes over. So node IDs are fixed (the root, then each
-// file by its index), INIT is
+// the next helper takes over. So node IDs are derived from what they name
+// (see dirNode), INIT is
 // answered once per connection, and a new server asks the kernel to send
 // again the requests the dead one had read and not answered
 // (FUSE_NOTIFY_RESEND, Linux 6.9).
@@ -212,8 +214,14 @@ func (s *Session) Serve() error {
 			s.mu.Unlock()
 			return nil
 		}
-		// Each request on its own goroutine: a reader whose cgroup files
-		// are slow holds up no other.
+		if h.opcode != opOpen {
+			// Answered from memory: at once, on this thread (a hand-off
+			// to another costs more than the answer).
+			_ = s.handle(h, body)
+			continue
+		}
+		// An open reads the reader's cgroup files, on a goroutine of its
+		// own: a reader whose files are slow holds up no other.
 		req := append([]byte(nil), buf[:n]...)
 		h, body = header(req)
 		inFlight <- struct{}{}
@@ -236,19 +244,45 @@ func (s *Session) Stop() {
 	s.mu.Unlock()
 }
 
-// node is a file's index in viewFiles, or -1 for the root.
-func resolve(nodeid uint64) (int, bool) {
-	if nodeid == rootID {
-		return -1, true
-	}
-	i := int(nodeid) - rootID - 1
-	if nodeid > rootID && i < len(viewFiles) {
-		return i, true
-	}
-	return 0, false
+// Node IDs name what they are, so that a server that takes over knows
+// them: 1 is the root; a container's directory is the hash of the name it
+// was looked up by, with the top bit set and the low 4 bits clear; its
+// files add their index+1. Each container binds files of its own
+// directory, so no two containers share an inode, nor the page cache that
+// sendfile reads through.
+const dirBit = 1 << 63
+
+func dirNode(name string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return h.Sum64()&^0xf | dirBit
 }
 
-func fileNode(i int) uint64 { return uint64(rootID + 1 + i) }
+// node is what a node ID names.
+type node struct {
+	root bool
+	file int // an index in viewFiles, or -1 for a directory
+}
+
+func resolve(nodeid uint64) (node, bool) {
+	switch {
+	case nodeid == rootID:
+		return node{root: true, file: -1}, true
+	case nodeid&dirBit == 0:
+		return node{}, false
+	case nodeid&0xf == 0:
+		return node{file: -1}, true
+	case int(nodeid&0xf) <= len(viewFiles):
+		return node{file: int(nodeid&0xf) - 1}, true
+	}
+	return node{}, false
+}
+
+// validDir reports whether name can name a container's directory: a
+// container ID, not a path.
+func validDir(name string) bool {
+	return name != "" && name != "." && name != ".." && len(name) <= 255 && !strings.ContainsAny(name, "/\x00")
+}
 
 func (s *Session) handle(h inHeader, body []byte) error {
 	errno, out := s.answer(h, body)
@@ -261,8 +295,11 @@ func (s *Session) handle(h inHeader, body []byte) error {
 
 func (s *Session) answer(h inHeader, body []byte) (syscall.Errno, []byte) {
 	switch h.opcode {
-	case opForget, opBatchForget, opInterrupt, opFlush, opAccess:
+	case opForget, opBatchForget, opInterrupt, opAccess:
 		return 0, nil
+	case opFlush:
+		// Nothing to flush: the kernel stops sending it.
+		return syscall.ENOSYS, nil
 	case opDestroy:
 		return 0, nil
 	case opStatfs:
@@ -271,19 +308,26 @@ func (s *Session) answer(h inHeader, body []byte) (syscall.Errno, []byte) {
 		binary.LittleEndian.PutUint32(out[44:], 255)  // namelen
 		return 0, out
 	}
-	file, ok := resolve(h.nodeid)
+	n, ok := resolve(h.nodeid)
 	if !ok {
 		return syscall.ENOENT, nil
 	}
+	file := n.file
 	switch h.opcode {
 	case opLookup:
 		if file >= 0 {
 			return syscall.ENOTDIR, nil
 		}
 		name := string(bytes.TrimRight(body, "\x00"))
+		if n.root {
+			if !validDir(name) {
+				return syscall.ENOENT, nil
+			}
+			return 0, entryOut(dirNode(name), true)
+		}
 		for i, f := range viewFiles {
 			if f == name {
-				return 0, entryOut(fileNode(i))
+				return 0, entryOut(h.nodeid|uint64(i+1), false)
 			}
 		}
 		return syscall.ENOENT, nil
@@ -303,7 +347,7 @@ func (s *Session) answer(h inHeader, body []byte) (syscall.Errno, []byte) {
 		if file >= 0 || len(body) < 24 {
 			return syscall.ENOTDIR, nil
 		}
-		return 0, readdir(binary.LittleEndian.Uint64(body[8:]), binary.LittleEndian.Uint32(body[16:]))
+		return 0, readdir(h.nodeid, n.root, binary.LittleEndian.Uint64(body[8:]), binary.LittleEndian.Uint32(body[16:]))
 	case opReleasedir:
 		return 0, nil
 	case opOpen:
@@ -367,11 +411,16 @@ func errnoOf(err error) syscall.Errno {
 	return syscall.EIO
 }
 
-func entryOut(nodeid uint64) []byte {
+func entryOut(nodeid uint64, dir bool) []byte {
 	out := make([]byte, 40+88)
 	binary.LittleEndian.PutUint64(out[0:], nodeid)
-	// entry_valid and attr_valid 0: looked up again at every open.
-	putAttr(out[40:], nodeid, false)
+	if dir {
+		binary.LittleEndian.PutUint64(out[16:], validSeconds) // entry_valid
+		binary.LittleEndian.PutUint64(out[24:], validSeconds) // attr_valid
+	}
+	// A file's entry_valid and attr_valid are 0: looked up again at every
+	// open (see fileSize).
+	putAttr(out[40:], nodeid, dir)
 	return out
 }
 
@@ -389,16 +438,19 @@ func putAttr(b []byte, nodeid uint64, dir bool) {
 	binary.LittleEndian.PutUint32(b[80:], 4096) // blksize
 }
 
-// readdir lists the root from offset off, in at most size bytes.
-func readdir(off uint64, size uint32) []byte {
+// readdir lists directory nodeid from offset off, in at most size bytes.
+// The root lists no container: each knows its own directory's name.
+func readdir(nodeid uint64, root bool, off uint64, size uint32) []byte {
 	type ent struct {
 		ino  uint64
 		name string
 		dir  bool
 	}
-	ents := []ent{{rootID, ".", true}, {rootID, "..", true}}
-	for i, f := range viewFiles {
-		ents = append(ents, ent{fileNode(i), f, false})
+	ents := []ent{{nodeid, ".", true}, {rootID, "..", true}}
+	if !root {
+		for i, f := range viewFiles {
+			ents = append(ents, ent{nodeid | uint64(i+1), f, false})
+		}
 	}
 	var out []byte
 	for i := off; i < uint64(len(ents)); i++ {

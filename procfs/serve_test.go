@@ -117,7 +117,7 @@ func TestViewsMount(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := os.ReadFile(filepath.Join(mnt, name))
+		got, err := os.ReadFile(filepath.Join(mnt, "c1", name))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -128,7 +128,7 @@ func TestViewsMount(t *testing.T) {
 	// Through sendfile, as busybox cat reads, each file reads whole too.
 	for _, name := range viewFiles {
 		want, _ := v.File(os.Getpid(), name)
-		if got := sendfileAll(t, filepath.Join(mnt, name)); got != string(want) {
+		if got := sendfileAll(t, filepath.Join(mnt, "c1", name)); got != string(want) {
 			t.Errorf("%s by sendfile: %q, want %q", name, got, want)
 		}
 	}
@@ -141,13 +141,13 @@ func TestViewsMount(t *testing.T) {
 	}
 	mu.Unlock()
 	// The reader's own CPU, as CPU 0; its memory limit.
-	if b, _ := os.ReadFile(filepath.Join(mnt, "cpuinfo")); string(b) != "processor\t: 0\nmodel name\t: b\n\n" {
+	if b, _ := os.ReadFile(filepath.Join(mnt, "c1", "cpuinfo")); string(b) != "processor\t: 0\nmodel name\t: b\n\n" {
 		t.Errorf("cpuinfo %q", b)
 	}
-	if b, _ := os.ReadFile(filepath.Join(mnt, "meminfo")); parseMeminfo(b)["MemTotal"] != 256*1024 {
+	if b, _ := os.ReadFile(filepath.Join(mnt, "c1", "meminfo")); parseMeminfo(b)["MemTotal"] != 256*1024 {
 		t.Errorf("meminfo %q", b)
 	}
-	ents, err := os.ReadDir(mnt)
+	ents, err := os.ReadDir(filepath.Join(mnt, "c1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,15 +159,29 @@ func TestViewsMount(t *testing.T) {
 	if strings.Join(names, " ") != strings.Join(viewFiles, " ") {
 		t.Errorf("directory lists %v", names)
 	}
-	if err := os.WriteFile(filepath.Join(mnt, "meminfo"), []byte("x"), 0); err == nil {
+	if err := os.WriteFile(filepath.Join(mnt, "c1", "meminfo"), []byte("x"), 0); err == nil {
 		t.Error("a view file took a write")
 	}
-	if _, err := os.ReadFile(filepath.Join(mnt, "loadavg")); !errors.Is(err, syscall.ENOENT) {
+	if _, err := os.ReadFile(filepath.Join(mnt, "c1", "loadavg")); !errors.Is(err, syscall.ENOENT) {
 		t.Errorf("a file the views do not have: %v, want ENOENT", err)
+	}
+	// Each container its own inodes; the root lists none of them.
+	var a, b unix.Stat_t
+	if err := unix.Stat(filepath.Join(mnt, "c1", "meminfo"), &a); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Stat(filepath.Join(mnt, "c2", "meminfo"), &b); err != nil {
+		t.Fatal(err)
+	}
+	if a.Ino == b.Ino {
+		t.Error("two containers share an inode")
+	}
+	if ents, err := os.ReadDir(mnt); err != nil || len(ents) != 0 {
+		t.Errorf("the root lists %v (%v)", ents, err)
 	}
 	// A reader whose cgroup is not found gets the error, not the host's
 	// figures.
-	if out, err := exec.Command("cat", filepath.Join(mnt, "meminfo")).CombinedOutput(); err == nil {
+	if out, err := exec.Command("cat", filepath.Join(mnt, "c1", "meminfo")).CombinedOutput(); err == nil {
 		t.Errorf("a reader with no cgroup read %q", out)
 	}
 
@@ -187,7 +201,7 @@ func TestViewsResume(t *testing.T) {
 	h, cg := fakeHost(t, root)
 	v := &Views{host: h, cgroupOf: func(int) (*Cgroup, error) { return cg, nil }}
 	mnt, first, firstDone, stop := mountViews(t, v, root)
-	file := filepath.Join(mnt, "meminfo")
+	file := filepath.Join(mnt, "c1", "meminfo")
 	want, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
@@ -261,7 +275,7 @@ func TestViewsResume(t *testing.T) {
 	if string(got) != string(want) {
 		t.Fatalf("read %q, want %q", got, want)
 	}
-	if b, err := os.ReadFile(filepath.Join(mnt, "online")); err != nil || string(b) != "0\n" {
+	if b, err := os.ReadFile(filepath.Join(mnt, "c1", "online")); err != nil || string(b) != "0\n" {
 		t.Fatalf("online: %q, %v", b, err)
 	}
 }
@@ -299,7 +313,7 @@ func TestViewsOfReader(t *testing.T) {
 		t.Fatal(err)
 	}
 	mnt, _, _, _ := mountViews(t, v, t.TempDir())
-	cmd := exec.Command("sh", "-c", "read x; cat "+filepath.Join(mnt, "meminfo"))
+	cmd := exec.Command("sh", "-c", "read x; cat "+filepath.Join(mnt, "c1", "meminfo"))
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -316,7 +330,7 @@ func TestViewsOfReader(t *testing.T) {
 	if got := parseMeminfo([]byte(out.String()))["MemTotal"]; got != 256*1024 {
 		t.Fatalf("MemTotal %d kB in the cgroup, want %d:\n%s", got, 256*1024, out.String())
 	}
-	mine, err := os.ReadFile(filepath.Join(mnt, "meminfo"))
+	mine, err := os.ReadFile(filepath.Join(mnt, "c1", "meminfo"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,9 +382,9 @@ func TestBinds(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []string
-			for _, m := range Binds("/v", tc.spec) {
+			for _, m := range Binds("/v", "c1", tc.spec) {
 				got = append(got, m.Destination)
-				if m.Type != "bind" || filepath.Dir(m.Source) != "/v" || !slices.Contains(m.Options, "ro") {
+				if m.Type != "bind" || filepath.Dir(m.Source) != "/v/c1" || !slices.Contains(m.Options, "ro") {
 					t.Errorf("bind %+v", m)
 				}
 				if want := viewTargets[filepath.Base(m.Source)]; want != m.Destination {
@@ -381,5 +395,33 @@ func TestBinds(t *testing.T) {
 				t.Errorf("binds %v, want %v", got, tc.wants)
 			}
 		})
+	}
+}
+
+// A file is made once for a cgroup within cacheFor, and again after.
+func TestViewsCache(t *testing.T) {
+	root := t.TempDir()
+	h, cg := fakeHost(t, root)
+	clock := time.Unix(1000, 0)
+	v := &Views{host: h, cgroupOf: func(int) (*Cgroup, error) { return cg, nil }, now: func() time.Time { return clock }}
+	total := func() uint64 {
+		t.Helper()
+		b, err := v.File(1, "meminfo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return parseMeminfo(b)["MemTotal"]
+	}
+	if got := total(); got != 256*1024 {
+		t.Fatalf("MemTotal %d", got)
+	}
+	writeFiles(t, cg.Memory.dir, map[string]string{"memory.limit_in_bytes": "536870912"})
+	clock = clock.Add(cacheFor / 2)
+	if got := total(); got != 256*1024 {
+		t.Fatalf("within %s: MemTotal %d, want the one made before", cacheFor, got)
+	}
+	clock = clock.Add(cacheFor)
+	if got := total(); got != 512*1024 {
+		t.Fatalf("after %s: MemTotal %d, want the new limit", cacheFor, got)
 	}
 }

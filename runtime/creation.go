@@ -233,7 +233,7 @@ func (cr *creation) addViews() error {
 	if !cr.cfg.Views.Enabled {
 		return nil
 	}
-	binds := procfs.Binds(helper.ViewsDir, cr.spec.Mounts)
+	binds := procfs.Binds(helper.ViewsDir, cr.o.ID, cr.spec.Mounts)
 	if len(binds) == 0 {
 		return nil
 	}

@@ -86,3 +86,8 @@ fi
 if [ "${VET:-1}" != 0 ]; then
   "$(dirname "$0")/bench-vet.sh"
 fi
+
+# What the /proc and /sys views cost (VIEWS=0 skips it).
+if [ "${VIEWS:-1}" != 0 ]; then
+  "$(dirname "$0")/bench-views.sh"
+fi
