@@ -5,7 +5,7 @@ set -euo pipefail
 build_pkgs=(gcc make pkg-config libseccomp-dev git jq busybox-static)
 # podman's default network is a CNI bridge: name the plugins, or apt may
 # pick netavark for podman's network stack.
-test_pkgs=(docker.io containerd runc busybox-static jq iproute2 procps bpftool podman containernetworking-plugins)
+test_pkgs=(docker.io containerd runc busybox-static jq iproute2 procps bpftool podman containernetworking-plugins lxcfs)
 case "${1:-build}" in
   build) want=("${build_pkgs[@]}") ;;
   test)  want=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
