@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"sync"
 	"time"
@@ -61,6 +62,10 @@ type Status struct {
 	Containers []string `json:"containers"`
 	// Views is where the /proc and /sys views are served, if they are.
 	Views string `json:"views,omitempty"`
+	// Goroutines and FDs are the helper's own counts: what a leak would
+	// make grow.
+	Goroutines int `json:"goroutines"`
+	FDs        int `json:"fds"`
 }
 
 // server is the running helper.
@@ -236,6 +241,10 @@ func (s *server) status() Status {
 	st := Status{Pid: os.Getpid(), KeeperPid: s.link.keeperPID(), Containers: []string{}}
 	if s.viewsFD() >= 0 {
 		st.Views = ViewsDir
+	}
+	st.Goroutines = runtime.NumGoroutine()
+	if fds, err := os.ReadDir("/proc/self/fd"); err == nil {
+		st.FDs = len(fds)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -114,10 +114,31 @@ func TestViews(t *testing.T) {
 		t.Errorf("a proc the container mounts shows %q, want its view's MemTotal, %d kB", newProc, limit/1024)
 	}
 
+	// A container removed while it holds the views open leaves the helper
+	// no goroutine or file more than before it came.
 	st, err := helper.GetStatus()
 	if err != nil {
 		t.Fatal(err)
 	}
+	holder := name(t)
+	mustDocker(t, "run", "-d", "--runtime", rt, "--name", holder, "--memory", "128m", image,
+		"sh", "-c", "exec 3</proc/meminfo 4</proc/stat; cat /proc/cpuinfo >/dev/null; sleep 600")
+	mustDocker(t, "exec", holder, "cat", "/proc/meminfo")
+	mustDocker(t, "rm", "-f", holder)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		now, err := helper.GetStatus()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if now.Goroutines <= st.Goroutines && now.FDs <= st.FDs {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after a container holding the views went: %d goroutines and %d fds, %d and %d before it came",
+				now.Goroutines, now.FDs, st.Goroutines, st.FDs)
+		}
+	}
+
 	if st.Views != helper.ViewsDir {
 		t.Fatalf("helper status says views at %q", st.Views)
 	}

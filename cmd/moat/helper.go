@@ -38,6 +38,7 @@ var helperCommand = &cli.Command{
 				if st.Views != "" {
 					fmt.Fprintf(c.App.Writer, "views: %s\n", st.Views)
 				}
+				fmt.Fprintf(c.App.Writer, "goroutines: %d\nfds: %d\n", st.Goroutines, st.FDs)
 				return nil
 			},
 		},
