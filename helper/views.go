@@ -49,16 +49,10 @@ func (s *server) ensureViews() error {
 			return fmt.Errorf("unmount the views nobody serves: %w", err)
 		}
 	}
-	v, err := procfs.NewViews(procfs.Host{})
+	sess, err := s.serveViewsWith(func(v *procfs.Views) (*procfs.Session, error) { return v.Mount(ViewsDir) })
 	if err != nil {
 		return err
 	}
-	sess, err := v.Mount(ViewsDir)
-	if err != nil {
-		return err
-	}
-	s.views.sess = sess
-	go s.serveViews(sess)
 	logrus.Infof("helper: serving the /proc and /sys views on %s", ViewsDir)
 	if err := s.link.send(keepMsg{Op: "fuse"}, int(sess.Device().Fd())); err != nil {
 		// Served, but not safe from a kill of the helper until the next
@@ -77,21 +71,29 @@ func (s *server) resumeViews(fd int) {
 		closeFD(fd)
 		return
 	}
-	v, err := procfs.NewViews(procfs.Host{})
-	if err != nil {
-		logrus.Errorf("helper: views: %v", err)
-		closeFD(fd)
+	dev := os.NewFile(uintptr(fd), "/dev/fuse")
+	if _, err := s.serveViewsWith(func(v *procfs.Views) (*procfs.Session, error) { return v.Resume(dev) }); err != nil {
+		logrus.Errorf("helper: %v", err)
+		dev.Close()
 		return
 	}
-	sess, err := v.Resume(os.NewFile(uintptr(fd), "/dev/fuse"))
+	logrus.Infof("helper: serving the /proc and /sys views again")
+}
+
+// serveViewsWith starts a session made by start and serves it. s.views.mu
+// is held.
+func (s *server) serveViewsWith(start func(*procfs.Views) (*procfs.Session, error)) (*procfs.Session, error) {
+	v, err := procfs.NewViews(procfs.Host{})
 	if err != nil {
-		logrus.Errorf("helper: %v", err)
-		closeFD(fd)
-		return
+		return nil, err
+	}
+	sess, err := start(v)
+	if err != nil {
+		return nil, err
 	}
 	s.views.sess = sess
 	go s.serveViews(sess)
-	logrus.Infof("helper: serving the /proc and /sys views again")
+	return sess, nil
 }
 
 // viewsFD is the views' connection, or -1 when they are not served.

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/moatrt/moat/idmap"
 )
 
 // A helper killed after it took a call from a listener, and before it
@@ -35,30 +37,19 @@ func isTrapped(nr int) bool {
 	return nr == unix.SYS_MOUNT || nr == unix.SYS_UMOUNT2
 }
 
-// nsID names a namespace.
-type nsID struct{ dev, ino uint64 }
-
-func nsOf(path string) (nsID, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
-		return nsID{}, err
-	}
-	return nsID{st.Dev, st.Ino}, nil
-}
-
 // RestartStranded makes every task waiting in a trapped call, in the user
 // namespaces of pids or those nested in them, restart the call. Tasks of
 // the host's user namespace are never touched, nor the children and
 // grandchildren of process workersOf (the helper: its workers mount as
 // callers, but are none). It returns the tasks it restarted.
 func RestartStranded(pids []int, workersOf int) ([]int, error) {
-	host, err := nsOf("/proc/self/ns/user")
+	host, err := idmap.NamespaceID("/proc/self/ns/user")
 	if err != nil {
 		return nil, fmt.Errorf("host user namespace: %w", err)
 	}
-	owners := map[nsID]bool{}
+	owners := map[idmap.NSID]bool{}
 	for _, pid := range pids {
-		ns, err := nsOf("/proc/" + strconv.Itoa(pid) + "/ns/user")
+		ns, err := idmap.NamespaceID("/proc/" + strconv.Itoa(pid) + "/ns/user")
 		if err == nil && ns != host {
 			owners[ns] = true
 		}
@@ -151,7 +142,7 @@ func waitsInTrapped(dir string) bool {
 
 // nestedIn reports whether the user namespace at path is one of owners or
 // a descendant of one.
-func nestedIn(path string, owners map[nsID]bool, host nsID) bool {
+func nestedIn(path string, owners map[idmap.NSID]bool, host idmap.NSID) bool {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return false
@@ -163,7 +154,7 @@ func nestedIn(path string, owners map[nsID]bool, host nsID) bool {
 		if err := unix.Fstat(fd, &st); err != nil {
 			break
 		}
-		ns := nsID{st.Dev, st.Ino}
+		ns := idmap.NSID{Dev: st.Dev, Ino: st.Ino}
 		if owners[ns] {
 			unix.Close(fd)
 			return true

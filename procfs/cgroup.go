@@ -39,7 +39,7 @@ func (c controller) up() []string {
 
 // Cgroup is where a process's memory and CPU controllers live.
 type Cgroup struct {
-	Memory, CPU, Cpuset, Cpuacct controller
+	Memory, CPU, Cpuset controller
 }
 
 // Host is where the host's files are read from: its zero value reads the
@@ -57,28 +57,65 @@ func (h Host) proc(name ...string) string {
 	return filepath.Join(append([]string{p}, name...)...)
 }
 
-// CgroupMounts lists the cgroup hierarchies of this process's mount
-// namespace (the helper's: the host's).
-func CgroupMounts() ([]*mountinfo.Info, error) {
+// hierarchy is one mounted cgroup hierarchy.
+type hierarchy struct {
+	mountpoint, root string // root: the cgroup mounted (a cgroup namespace's)
+	controllers      map[string]bool
+}
+
+// Hierarchies are the cgroup hierarchies mounted in the reader's mount
+// namespace (the helper's: the host's), read once: finding a process's
+// cgroup then reads only its /proc/<pid>/cgroup.
+type Hierarchies struct {
+	v1 map[string]hierarchy // by controller
+	v2 *hierarchy           // with the controllers enabled at its root
+}
+
+// ReadHierarchies reads the cgroup mounts of this process's mount
+// namespace, and which controllers the v2 hierarchy has.
+func ReadHierarchies() (*Hierarchies, error) {
 	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup", "cgroup2"))
 	if err != nil {
 		return nil, fmt.Errorf("cgroup mounts: %w", err)
 	}
-	return mounts, nil
+	hs := &Hierarchies{v1: map[string]hierarchy{}}
+	for _, m := range mounts {
+		h := hierarchy{mountpoint: m.Mountpoint, root: m.Root, controllers: map[string]bool{}}
+		if m.FSType == "cgroup" {
+			for _, o := range strings.Split(m.VFSOptions, ",") {
+				h.controllers[o] = true
+				if _, seen := hs.v1[o]; !seen {
+					hs.v1[o] = h
+				}
+			}
+			continue
+		}
+		// On a hybrid host most controllers are on v1: the v2 root's
+		// cgroup.controllers names those that are not.
+		ctls, err := os.ReadFile(filepath.Join(m.Mountpoint, "cgroup.controllers"))
+		if err != nil || hs.v2 != nil {
+			continue
+		}
+		for _, c := range strings.Fields(string(ctls)) {
+			h.controllers[c] = true
+		}
+		hs.v2 = &h
+	}
+	return hs, nil
 }
 
 // CgroupOf finds the cgroup directories of process pid, from its
-// /proc/<pid>/cgroup, on the hierarchies mounted at mounts.
-func (h Host) CgroupOf(pid int, mounts []*mountinfo.Info) (*Cgroup, error) {
+// /proc/<pid>/cgroup, on the hierarchies hs.
+func (h Host) CgroupOf(pid int, hs *Hierarchies) (*Cgroup, error) {
 	f, err := os.Open(h.proc(strconv.Itoa(pid), "cgroup"))
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return parseCgroup(f, mounts)
+	return hs.parse(f)
 }
 
-func parseCgroup(f io.Reader, mounts []*mountinfo.Info) (*Cgroup, error) {
+func (hs *Hierarchies) parse(f io.Reader) (*Cgroup, error) {
 	// v1 hierarchies by controller, the v2 one by "".
 	paths := map[string]string{}
 	sc := bufio.NewScanner(f)
@@ -94,13 +131,7 @@ func parseCgroup(f io.Reader, mounts []*mountinfo.Info) (*Cgroup, error) {
 	if err := sc.Err(); err != nil {
 		return nil, err
 	}
-	var cg Cgroup
-	for _, want := range []struct {
-		name string
-		ctl  *controller
-	}{{"memory", &cg.Memory}, {"cpu", &cg.CPU}, {"cpuset", &cg.Cpuset}, {"cpuacct", &cg.Cpuacct}} {
-		*want.ctl = locate(want.name, paths, mounts)
-	}
+	cg := Cgroup{Memory: hs.locate("memory", paths), CPU: hs.locate("cpu", paths), Cpuset: hs.locate("cpuset", paths)}
 	if cg.Memory.dir == "" && cg.CPU.dir == "" {
 		return nil, errors.New("no memory or cpu controller found for the process")
 	}
@@ -109,66 +140,26 @@ func parseCgroup(f io.Reader, mounts []*mountinfo.Info) (*Cgroup, error) {
 
 // locate finds controller name: on its v1 hierarchy if it has one, else
 // on the v2 hierarchy if that has it enabled.
-func locate(name string, paths map[string]string, mounts []*mountinfo.Info) controller {
+func (hs *Hierarchies) locate(name string, paths map[string]string) controller {
 	if p, ok := paths[name]; ok {
-		for _, m := range mounts {
-			if m.FSType == "cgroup" && hasOption(m.VFSOptions, name) {
-				return controller{dir: within(m, p), root: m.Mountpoint}
-			}
+		if h, ok := hs.v1[name]; ok {
+			return controller{dir: h.within(p), root: h.mountpoint}
 		}
 	}
-	p, ok := paths[""]
-	if !ok {
-		return controller{}
-	}
-	for _, m := range mounts {
-		if m.FSType != "cgroup2" {
-			continue
-		}
-		dir := within(m, p)
-		// A v2 controller shows in the root's cgroup.controllers when it is
-		// on this hierarchy (on a hybrid host most are on v1).
-		ctls, err := os.ReadFile(filepath.Join(m.Mountpoint, "cgroup.controllers"))
-		if err != nil {
-			continue
-		}
-		v2name := name
-		if name == "cpuacct" {
-			v2name = "cpu" // v2 has cpu.stat for what v1's cpuacct counted
-		}
-		if hasField(string(ctls), v2name) {
-			return controller{dir: dir, root: m.Mountpoint, v2: true}
-		}
+	if p, ok := paths[""]; ok && hs.v2 != nil && hs.v2.controllers[name] {
+		return controller{dir: hs.v2.within(p), root: hs.v2.mountpoint, v2: true}
 	}
 	return controller{}
 }
 
-// within is the directory of cgroup path p on mount m, whose root may be
-// a cgroup below the hierarchy's root (a cgroup namespace).
-func within(m *mountinfo.Info, p string) string {
-	rel := strings.TrimPrefix(p, m.Root)
-	if m.Root == "/" {
-		rel = p
+// within is the directory of cgroup path p on h, whose root may be a
+// cgroup below the hierarchy's root (a cgroup namespace).
+func (h hierarchy) within(p string) string {
+	rel := p
+	if h.root != "/" {
+		rel = strings.TrimPrefix(p, h.root)
 	}
-	return filepath.Join(m.Mountpoint, rel)
-}
-
-func hasOption(opts, name string) bool {
-	for _, o := range strings.Split(opts, ",") {
-		if o == name {
-			return true
-		}
-	}
-	return false
-}
-
-func hasField(s, name string) bool {
-	for _, f := range strings.Fields(s) {
-		if f == name {
-			return true
-		}
-	}
-	return false
+	return filepath.Join(h.mountpoint, rel)
 }
 
 // readUint reads a file holding one number; "max" (v2) and v1's huge

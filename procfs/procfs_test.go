@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-
-	"github.com/moby/sys/mountinfo"
 )
 
 const hostMeminfo = `MemTotal:       24683620 kB
@@ -284,17 +282,17 @@ func TestCpuinfoAndStat(t *testing.T) {
 // memCgroup makes a memory cgroup with a 256 MiB limit below this
 // process's, with an "inner" cgroup below it that sets no limit of its
 // own, and removes both when the test ends (after its processes).
-func memCgroup(t *testing.T) (limited, inner string, mounts []*mountinfo.Info) {
+func memCgroup(t *testing.T) (limited, inner string, hs *Hierarchies) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}
-	mounts, err := CgroupMounts()
+	hs, err := ReadHierarchies()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var h Host
-	self, err := h.CgroupOf(os.Getpid(), mounts)
+	self, err := h.CgroupOf(os.Getpid(), hs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +324,7 @@ func memCgroup(t *testing.T) (limited, inner string, mounts []*mountinfo.Info) {
 	if err := os.WriteFile(filepath.Join(limited, limitFile), []byte("268435456"), 0); err != nil {
 		t.Fatal(err)
 	}
-	return limited, inner, mounts
+	return limited, inner, hs
 }
 
 // startIn starts cmd and moves it into cgroup dir; the test kills it in
@@ -349,11 +347,11 @@ func startIn(t *testing.T, cmd *exec.Cmd, dir string) {
 // is found from the kernel's own files, and the limit above it is its
 // MemTotal.
 func TestCgroupOf(t *testing.T) {
-	_, inner, mounts := memCgroup(t)
+	_, inner, hs := memCgroup(t)
 	cmd := exec.Command("sleep", "600")
 	startIn(t, cmd, inner)
 	var h Host
-	cg, err := h.CgroupOf(cmd.Process.Pid, mounts)
+	cg, err := h.CgroupOf(cmd.Process.Pid, hs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,5 +364,28 @@ func TestCgroupOf(t *testing.T) {
 	}
 	if got := parseMeminfo(mi)["MemTotal"]; got != 256*1024 {
 		t.Fatalf("MemTotal %d kB, want %d", got, 256*1024)
+	}
+}
+
+// A hybrid host: memory on its v1 hierarchy, cpu on v2 (enabled there),
+// cpuset on neither; and a cgroup namespace's root on v1.
+func TestParseCgroup(t *testing.T) {
+	hs := &Hierarchies{
+		v1: map[string]hierarchy{"memory": {mountpoint: "/sys/fs/cgroup/memory", root: "/docker"}},
+		v2: &hierarchy{mountpoint: "/sys/fs/cgroup/unified", root: "/", controllers: map[string]bool{"cpu": true}},
+	}
+	cg, err := hs.parse(strings.NewReader("4:memory:/docker/c1\n0::/docker/c1\n3:cpuset:/docker/c1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Cgroup{
+		Memory: controller{dir: "/sys/fs/cgroup/memory/c1", root: "/sys/fs/cgroup/memory"},
+		CPU:    controller{dir: "/sys/fs/cgroup/unified/docker/c1", root: "/sys/fs/cgroup/unified", v2: true},
+	}
+	if *cg != want {
+		t.Fatalf("got %+v, want %+v", *cg, want)
+	}
+	if _, err := hs.parse(strings.NewReader("3:cpuset:/c\n")); err == nil {
+		t.Fatal("a process with neither memory nor cpu controller found")
 	}
 }

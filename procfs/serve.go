@@ -42,11 +42,11 @@ type madeFile struct {
 // NewViews makes the views of the host h, whose cgroup hierarchies are
 // read now.
 func NewViews(h Host) (*Views, error) {
-	mounts, err := CgroupMounts()
+	hs, err := ReadHierarchies()
 	if err != nil {
 		return nil, err
 	}
-	return &Views{host: h, cgroupOf: func(pid int) (*Cgroup, error) { return h.CgroupOf(pid, mounts) }, made: map[string]madeFile{}}, nil
+	return &Views{host: h, cgroupOf: func(pid int) (*Cgroup, error) { return h.CgroupOf(pid, hs) }, made: map[string]madeFile{}}, nil
 }
 
 // viewFiles are the files of the views, in the order of their node IDs.

@@ -208,9 +208,18 @@ func confirmVetting(id string, p *libcontainer.Process, since time.Time) error {
 // whose mount calls it answers starts: libcontainer hands it the process's
 // seccomp listener.
 func ensureHelper() error {
-	exe, err := os.Executable()
+	exe, err := helperBinary()
 	if err != nil {
-		return fmt.Errorf("find moat's binary for the helper: %w", err)
+		return err
 	}
 	return helper.Ensure(exe)
+}
+
+// helperBinary is what the helper runs: this moat.
+func helperBinary() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find moat's binary for the helper: %w", err)
+	}
+	return exe, nil
 }

@@ -237,9 +237,9 @@ func (cr *creation) addViews() error {
 	if len(binds) == 0 {
 		return nil
 	}
-	exe, err := os.Executable()
+	exe, err := helperBinary()
 	if err != nil {
-		return fmt.Errorf("find moat's binary for the helper: %w", err)
+		return err
 	}
 	if err := helper.EnsureViews(exe); err != nil {
 		return err
